@@ -1,0 +1,1 @@
+"""Calibration data, threshold calibration and INT8 quantization."""

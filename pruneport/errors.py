@@ -1,0 +1,17 @@
+"""The exceptions that mean "the user gave something wrong": the CLI reports them in one line.
+
+Torch-free. Each stage raises a ValueError/FileNotFoundError subclass with a message that says what to fix;
+``ModelLoadError`` covers model files the engine cannot load (missing, corrupt).
+"""
+
+from __future__ import annotations
+
+from pruneport.runtime.session import ModelLoadError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    ModelLoadError,
+)

@@ -1,0 +1,114 @@
+"""Export a reference model to a deployable folder: ``model.onnx``, ``pruneport.json`` and ``tokenizer.json``.
+
+Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) with dynamic batch and sequence dimensions:
+the prune points are tensor ops (argsort, NonZero, Gather), so each one really shortens the sequence in the graph;
+the TorchScript exporter would freeze data-dependent sizes (``shared/research/deployment-notes.md`` section 1).
+
+The folder is written under a temporary name beside ``OUT`` and renamed into place only when every file is written
+and ``onnx.checker`` passed, so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+import pruneport
+from pruneport.export.manifest import Manifest
+from pruneport.methods.backbone import BackboneConfig
+from pruneport.methods.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+
+
+def sample_inputs(cfg: BackboneConfig, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, ...]:
+    """Example inputs for tracing: a full row and a shorter one (so neither dimension is specialised)."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, min(cfg.vocab_size, 1000), (batch, length), generator=gen)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1:, length // 2 :] = 0
+    ids = ids.masked_fill(mask == 0, cfg.pad_token_id)
+    inputs: tuple[torch.Tensor, ...] = (ids, mask)
+    if cfg.uses_token_type_ids:
+        inputs += (torch.zeros_like(ids),)
+    return inputs
+
+
+def export_onnx_model(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Write ``model`` (a PrunedSequenceClassifier) to ``path`` as ONNX with dynamic batch and sequence."""
+    model.eval()
+    cfg: BackboneConfig = model.config
+    inputs = sample_inputs(cfg)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("sequence", min=1, max=cfg.max_tokens)
+    dynamic = {name: {0: batch, 1: seq} for name in model.input_names}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            inputs,
+            input_names=model.input_names,
+            output_names=model.output_names,
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=False)
+    return proto
+
+
+def write_export_folder(
+    loaded: LoadedModel,
+    out: str | Path,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``loaded`` to the folder ``out`` atomically; returns ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model = loaded.model.eval()
+        cfg: BackboneConfig = model.config
+        log.info("exporting %s model (%d layers) to ONNX", loaded.method, cfg.num_hidden_layers)
+        export_onnx_model(model, tmp / "model.onnx", opset)
+        (tmp / "tokenizer.json").write_text(loaded.tokenizer_json, encoding="utf-8")
+        manifest = Manifest(
+            method=loaded.method,
+            backbone=cfg.to_dict(),
+            pruning=loaded.pruning,
+            label_names=list(loaded.label_names),
+            inputs=model.input_names,
+            outputs=model.output_names,
+            max_length=min(loaded.max_length, cfg.max_tokens),
+            pad_token_id=cfg.pad_token_id,
+            pruneport_version=pruneport.__version__,
+            opset=opset,
+            history=[{"step": "export", "source": loaded.source, "torch": torch.__version__}],
+            extra={"notes": loaded.notes, **(extra or {})},
+        )
+        manifest.write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote %s", out)
+    return out

@@ -1,0 +1,250 @@
+"""Reading and writing checkpoints: pruneport's own ``model.pt``, HF folders and their state dicts.
+
+``model.pt`` is a ``torch.save`` of a plain dict (format name and version, method, the backbone's HF config dict,
+the pruning parameters, the state dict under pruneport's parameter names, the tokenizer.json text, label names), so
+``torch.load(weights_only=True)`` reads it without unpickling code. Anything else stored with pickle is refused
+unless the caller passes ``trust_pickle=True`` (the CLI's ``--trust-pickle``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pruneport.methods.backbone import BackboneConfig
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "pruneport-model"
+MODEL_FORMAT_VERSION = 1
+
+# I-BERT quantization buffers carried by upstream LTP checkpoints; they have no role in float inference.
+_IBERT_BUFFER = re.compile(
+    r"(weight_integer|bias_integer|scaling_factor|x_min|x_max|shift|act_scaling_factor|fc_scaling_factor)$"
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read as asked (missing file, wrong format, wrong keys)."""
+
+
+class CheckpointKeyError(CheckpointError):
+    """A state dict whose keys do not fit the model; names the missing and unexpected keys."""
+
+    def __init__(self, source: str, missing: Iterable[str], unexpected: Iterable[str]) -> None:
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:20]) + (f" ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
+
+        super().__init__(
+            f"{source}: checkpoint keys do not fit the model. Missing keys: {show(self.missing)}. "
+            f"Unexpected keys: {show(self.unexpected)}."
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A reference model ready to run or export, with what the export folder needs besides the graph."""
+
+    model: torch.nn.Module
+    method: str
+    backbone: dict[str, Any]  # the HF config dict
+    pruning: dict[str, Any]
+    tokenizer_json: str
+    label_names: list[str]
+    max_length: int
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def require_path(path: str | Path, what: str = "checkpoint") -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{what} not found: {p}")
+    return p
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"missing file: {path}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+
+
+def safe_torch_load(path: Path, trust_pickle: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True``; with ``trust_pickle`` falls back to full unpickling."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust_pickle:
+            raise CheckpointError(
+                f"{path} contains pickled Python objects, which pruneport does not unpickle by default "
+                f"(that can run arbitrary code). If you trust this file, pass --trust-pickle. Detail: {err}"
+            ) from None
+        log.warning("unpickling %s with weights_only=False because trust_pickle was given", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {err}") from None
+
+
+def read_state_dict(folder: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The weights of a HF ``save_pretrained`` folder (safetensors preferred, then pytorch_model.bin)."""
+    st = folder / "model.safetensors"
+    if st.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(st))
+    bin_path = folder / "pytorch_model.bin"
+    if bin_path.exists():
+        state = safe_torch_load(bin_path, trust_pickle)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{bin_path} does not hold a state dict")
+        return state
+    raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
+
+
+def backbone_prefix(state: dict[str, torch.Tensor]) -> str:
+    """The prefix in front of ``embeddings.word_embeddings.weight``: "bert.", "roberta.", "ibert." or ""."""
+    for key in state:
+        if key.endswith("embeddings.word_embeddings.weight"):
+            return key[: -len("embeddings.word_embeddings.weight")]
+    raise CheckpointKeyError("state dict", ["embeddings.word_embeddings.weight"], [])
+
+
+def map_hf_state(
+    state: dict[str, torch.Tensor], cfg: BackboneConfig
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a HF BERT/RoBERTa/I-BERT sequence-classification state dict to pruneport's names.
+
+    Returns the mapped dict and the keys that do not belong to a BERT-family classifier (left for the method's
+    loader or reported as unexpected). Buffers that carry no weights (position_ids, I-BERT quantization state)
+    are dropped.
+    """
+    prefix = backbone_prefix(state)
+    mapped: dict[str, torch.Tensor] = {}
+    leftover: list[str] = []
+    for key, value in state.items():
+        if key.endswith(("position_ids", "embeddings.token_type_ids")) or _IBERT_BUFFER.search(key):
+            continue
+        name = key[len(prefix) :] if key.startswith(prefix) else None
+        if name is not None and name.startswith("embeddings."):
+            mapped[name] = value
+        elif name is not None and name.startswith("encoder.layer."):
+            mapped["layer." + name[len("encoder.layer.") :]] = value
+        elif name is not None and name.startswith("pooler.dense."):
+            if cfg.model_type == "bert":
+                mapped["classifier.dense." + name.rsplit(".", 1)[1]] = value
+        elif key in ("classifier.weight", "classifier.bias"):
+            mapped["classifier.out_proj." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith(("classifier.dense.", "classifier.out_proj.")):
+            mapped[key] = value
+        else:
+            leftover.append(key)
+    return mapped, leftover
+
+
+def load_into(
+    model: torch.nn.Module,
+    mapped: dict[str, torch.Tensor],
+    unexpected: Iterable[str],
+    source: str,
+    optional: Callable[[str], bool] = lambda key: False,
+) -> list[str]:
+    """Load ``mapped`` strictly: raise CheckpointKeyError naming missing/unexpected keys (shape mismatches too).
+
+    Keys for which ``optional(key)`` is true may be missing (for example a classifier head that the caller will
+    train); their names are returned.
+    """
+    expected = dict(model.state_dict())
+    expected_params = {k for k in expected if not k.startswith("pruner.") or k in mapped}
+    unexpected = set(unexpected) | {k for k in mapped if k not in expected}
+    missing = {k for k in expected_params if k not in mapped}
+    allowed_missing = {k for k in missing if optional(k)}
+    missing -= allowed_missing
+    wrong_shape = [
+        f"{k} {tuple(v.shape)} (model wants {tuple(expected[k].shape)})"
+        for k, v in mapped.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected:
+        raise CheckpointKeyError(source, missing, unexpected)
+    if wrong_shape:
+        raise CheckpointError(f"{source}: tensors with the wrong shape: {', '.join(wrong_shape)}")
+    model.load_state_dict({k: v for k, v in mapped.items() if k in expected}, strict=False)
+    return sorted(allowed_missing)
+
+
+def tokenizer_json_from_folder(folder: Path) -> str:
+    """tokenizer.json text of a HF folder; converts vocab.txt or vocab.json + merges.txt through transformers."""
+    tj = folder / "tokenizer.json"
+    if tj.exists():
+        return tj.read_text(encoding="utf-8")
+    from transformers import BertTokenizerFast, RobertaTokenizerFast
+
+    if (folder / "vocab.txt").exists():
+        tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+        tok = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    else:
+        raise CheckpointError(f"{folder} has no tokenizer files (tokenizer.json, vocab.txt or vocab.json+merges.txt)")
+    return tok.backend_tokenizer.to_str()
+
+
+def label_names_from_config(config: dict[str, Any], num_labels: int) -> list[str]:
+    id2label = config.get("id2label") or {}
+    names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_labels)]
+    return names
+
+
+def save_model_pt(loaded: LoadedModel, path: str | Path) -> Path:
+    """Write pruneport's single-file ``model.pt`` (readable with ``torch.load(weights_only=True)``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "method": loaded.method,
+        "backbone_config": loaded.backbone,
+        "pruning": loaded.pruning,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()},
+        "tokenizer": loaded.tokenizer_json,
+        "label_names": list(loaded.label_names),
+        "max_length": int(loaded.max_length),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_model_pt(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
+    """The dict stored in a ``model.pt``, checked for format and fields."""
+    payload = safe_torch_load(path, trust_pickle)
+    if isinstance(payload, torch.nn.Module):
+        raise CheckpointError(
+            f"{path} holds a pickled nn.Module, not a pruneport model.pt; save it with "
+            "pruneport.methods.checkpoint.save_model_pt"
+        )
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a pruneport model.pt (no 'format': '{MODEL_FORMAT}' entry)")
+    if int(payload.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {payload['format_version']}; this pruneport reads up to {MODEL_FORMAT_VERSION}"
+        )
+    needed = ["method", "backbone_config", "pruning", "state_dict", "tokenizer"]
+    absent = [k for k in needed if k not in payload]
+    if absent:
+        raise CheckpointError(f"{path} lacks the entries {absent}")
+    return payload

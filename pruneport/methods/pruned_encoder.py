@@ -1,0 +1,181 @@
+"""The pruned sequence classifier shared by every method: a backbone whose prune points really shorten the sequence.
+
+A method plugs in as a :class:`TokenPruner` with two hooks, one before each layer (TR-BERT, Transkimmer, AdapLeR,
+Pyramid-BERT) and one after each layer's attention, before its FFN (LTP). A hook returns a keep mask or ``None``
+(no pruning at that point, decided when the model is built, so the exported graph has no op there).
+
+Batches follow the common rules of ``shared/methods.md``: a row's live tokens are packed to the left in position
+order, the tail is dead (``live`` False) and invisible to attention and to every score; rows of one batch keep
+different numbers of tokens, and the tensor is as wide as the longest row. :func:`compact` is written with tensor
+ops only (argsort, NonZero, Gather) so that the dynamo exporter emits a dynamic-length graph with no Python ints.
+
+This one module is both the parity reference and the export source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pruneport.methods.backbone import BackboneConfig, ClassificationHead, Embeddings, EncoderLayer
+
+
+@dataclass
+class PruneState:
+    """What a pruner may look at: the original real length of each example ([batch] int64)."""
+
+    initial_lengths: torch.Tensor
+
+
+class TokenPruner(nn.Module):
+    """Base class of a method's pruning rule. Subclasses override one or both hooks.
+
+    Every hook returns a keep mask [batch, seq] (bool) that must be a subset of ``live`` and must keep CLS, or
+    ``None`` when the method does not prune at that point.
+    """
+
+    method: str = "none"
+
+    def before_layer(
+        self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor | None:
+        return None
+
+    def after_attention(
+        self, layer: int, probs: torch.Tensor, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor | None:
+        return None
+
+
+def keep_cls(keep: torch.Tensor) -> torch.Tensor:
+    """Force position 0 (CLS) kept in a [batch, seq] bool mask."""
+    first = torch.arange(keep.shape[1], device=keep.device) == 0
+    return keep | first.unsqueeze(0)
+
+
+@dataclass
+class Compacted:
+    """Result of :func:`compact`: the packed slots' source indices and the new live mask."""
+
+    index: torch.Tensor  # [batch, new_seq] int64, the old slot each new slot takes
+    live: torch.Tensor  # [batch, new_seq] bool
+
+
+def compact(keep: torch.Tensor) -> Compacted:
+    """Pack each row's kept slots to the left in position order; the new width is the largest kept count.
+
+    keep: [batch, seq] bool. Dead slots of the new tensor point at kept-or-not old slots and are masked by ``live``.
+    """
+    seq = keep.shape[1]
+    positions = torch.arange(seq, device=keep.device)
+    order = torch.argsort(torch.where(keep, positions, positions + seq), dim=1)
+    counts = keep.sum(1)
+    columns = torch.nonzero(positions < counts.max()).squeeze(1)
+    index = order.index_select(1, columns)
+    live = columns.unsqueeze(0) < counts.unsqueeze(1)
+    return Compacted(index=index, live=live)
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x [batch, seq, ...] gathered along seq with index [batch, new_seq]."""
+    expanded = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand(*index.shape, *x.shape[2:])
+    return torch.gather(x, 1, expanded)
+
+
+class PrunedSequenceClassifier(nn.Module):
+    """A BERT-family sequence classifier with real token removal at the pruner's prune points.
+
+    forward(input_ids, attention_mask[, token_type_ids]) -> (logits [B, labels], tokens_per_layer [B, L]) and, when
+    built with ``output_hidden=True``, ``last_hidden_state`` [B, S, D] in the original positions, each pruned token
+    carrying its state from the moment it was pruned.
+    """
+
+    def __init__(self, config: BackboneConfig, pruner: TokenPruner, output_hidden: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layer = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.classifier = ClassificationHead(config)
+        self.pruner = pruner
+        self.output_hidden = output_hidden
+
+    @property
+    def input_names(self) -> list[str]:
+        names = ["input_ids", "attention_mask"]
+        if self.config.uses_token_type_ids:
+            names.append("token_type_ids")
+        return names
+
+    @property
+    def output_names(self) -> list[str]:
+        names = ["logits", "tokens_per_layer"]
+        if self.output_hidden:
+            names.append("last_hidden_state")
+        return names
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        live = attention_mask.bool()
+        state = PruneState(initial_lengths=live.sum(1))
+        hidden = self.embeddings(input_ids, live, token_type_ids)
+        tracker = _HiddenTracker(hidden, live) if self.output_hidden else None
+        counts = []
+        for i, layer in enumerate(self.layer):
+            keep = self.pruner.before_layer(i, hidden, live, state)
+            if keep is not None:
+                hidden, live = self._prune(keep, hidden, tracker)
+            counts.append(live.sum(1))
+            attended, probs = layer.attention(hidden, live)
+            keep = self.pruner.after_attention(i, probs, attended, live, state)
+            if keep is not None:
+                attended, live = self._prune(keep, attended, tracker)
+            hidden = layer.ffn(attended)
+        logits = self.classifier(hidden[:, 0])
+        outputs = (logits, torch.stack(counts, dim=1))
+        if tracker is not None:
+            outputs += (tracker.finish(hidden),)
+        return outputs
+
+    @staticmethod
+    def _prune(
+        keep: torch.Tensor, hidden: torch.Tensor, tracker: _HiddenTracker | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if tracker is not None:
+            tracker.record(hidden)
+        packed = compact(keep)
+        if tracker is not None:
+            tracker.follow(packed)
+        return gather_rows(hidden, packed.index), packed.live
+
+
+class _HiddenTracker:
+    """Scatters each token's state back to its original position whenever the sequence is compacted.
+
+    Slots that are dead point at an extra position ``seq`` (one past the end) that is dropped at the end.
+    """
+
+    def __init__(self, hidden: torch.Tensor, live: torch.Tensor) -> None:
+        seq = hidden.shape[1]
+        self.seq = seq
+        positions = torch.arange(seq, device=hidden.device).unsqueeze(0)
+        self.origin = torch.where(live, positions, seq).expand(hidden.shape[0], -1)
+        self.live = live
+        self.final = torch.zeros(hidden.shape[0], seq + 1, hidden.shape[2], dtype=hidden.dtype, device=hidden.device)
+
+    def record(self, hidden: torch.Tensor) -> None:
+        index = self.origin.unsqueeze(-1).expand(-1, -1, hidden.shape[2])
+        self.final = self.final.scatter(1, index, hidden)
+
+    def follow(self, packed: Compacted) -> None:
+        origin = torch.gather(self.origin, 1, packed.index)
+        self.origin = torch.where(packed.live, origin, self.seq)
+
+    def finish(self, hidden: torch.Tensor) -> torch.Tensor:
+        self.record(hidden)
+        return self.final[:, : self.seq]

@@ -1,0 +1,1 @@
+"""Accuracy-versus-BOPs reports."""

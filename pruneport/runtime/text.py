@@ -1,0 +1,110 @@
+"""Turning texts into right-padded int64 feeds with the export's tokenizer (the ``tokenizers`` library)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+log = logging.getLogger(__name__)
+
+TextInput = str | tuple[str, str]
+
+
+class TextTooLongError(ValueError):
+    """A text longer than the model's positions while truncation is off."""
+
+
+@dataclass
+class EncodedTexts:
+    """Token ids of a list of texts, unpadded, in input order."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+    truncated: list[int]  # indices of texts that were cut
+
+
+class TextEncoder:
+    """Tokenizes single texts or (text, text) pairs, truncating to ``max_length`` with a warning (or an error)."""
+
+    def __init__(self, tokenizer_json: str, max_length: int, pad_token_id: int) -> None:
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.max_length = max_length
+        self.pad_token_id = pad_token_id
+
+    def encode(self, texts: Sequence[TextInput], truncate: bool = True) -> EncodedTexts:
+        items = [_check_text(t, i) for i, t in enumerate(texts)]
+        encodings = self.tokenizer.encode_batch(items)
+        too_long = [i for i, e in enumerate(encodings) if len(e.ids) > self.max_length]
+        if too_long and not truncate:
+            first = too_long[0]
+            raise TextTooLongError(
+                f"text {first} has {len(encodings[first].ids)} tokens, more than the model's maximum "
+                f"{self.max_length} ({len(too_long)} such texts); shorten it or allow truncation"
+            )
+        if too_long:
+            message = (
+                f"{len(too_long)} text(s) longer than the model's maximum of {self.max_length} tokens were truncated "
+                f"(first: text {too_long[0]})"
+            )
+            warnings.warn(message, stacklevel=3)
+            log.warning(message)
+            self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+            try:
+                for i in too_long:
+                    encodings[i] = self.tokenizer.encode(*_as_args(items[i]))
+            finally:
+                self.tokenizer.no_truncation()
+        return EncodedTexts(
+            ids=[e.ids for e in encodings], type_ids=[e.type_ids for e in encodings], truncated=too_long
+        )
+
+
+def _check_text(text: object, index: int) -> TextInput:
+    if isinstance(text, str):
+        if not text.strip():
+            raise ValueError(f"text {index} is empty")
+        return text
+    if isinstance(text, (tuple, list)) and len(text) == 2 and all(isinstance(t, str) for t in text):
+        if not text[0].strip() or not text[1].strip():
+            raise ValueError(f"text pair {index} has an empty side")
+        return (text[0], text[1])
+    raise TypeError(f"input {index} must be a string or a pair of strings, not {type(text).__name__}")
+
+
+def _as_args(item: TextInput) -> tuple[str, ...]:
+    return (item,) if isinstance(item, str) else item
+
+
+def pad_batch(
+    ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]], pad_token_id: int, with_types: bool
+) -> dict[str, np.ndarray]:
+    """Right-pad rows to the longest one: input_ids, attention_mask (and token_type_ids), int64 [batch, seq]."""
+    width = max(len(r) for r in ids)
+    feeds = {
+        "input_ids": np.full((len(ids), width), pad_token_id, dtype=np.int64),
+        "attention_mask": np.zeros((len(ids), width), dtype=np.int64),
+    }
+    if with_types:
+        feeds["token_type_ids"] = np.zeros((len(ids), width), dtype=np.int64)
+    for r, row in enumerate(ids):
+        feeds["input_ids"][r, : len(row)] = row
+        feeds["attention_mask"][r, : len(row)] = 1
+        if with_types:
+            feeds["token_type_ids"][r, : len(row)] = type_ids[r]
+    return feeds
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted by length), so padding stays small."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+__all__ = ["Encoding", "EncodedTexts", "TextEncoder", "TextTooLongError", "length_batches", "pad_batch"]
