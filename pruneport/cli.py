@@ -40,11 +40,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-threshold", type=float, help="LTP: rising schedule final_threshold * l / L")
     p.add_argument("--score-norm-length", type=int, help="LTP: score denominator N (default 128)")
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling checkpoints (runs their code!)")
+    p.add_argument(
+        "--transkimmer-semantics",
+        choices=["removal", "master"],
+        help="Transkimmer: real removal (default) or upstream master's post-softmax masking",
+    )
+    p.add_argument("--eta", type=_floats, help="AdapLeR: ETA per layer (overrides the checkpoint's)")
+    p.add_argument("--keep-ratio", type=float, help="Pyramid-BERT: target keep ratio p")
+    p.add_argument("--prune-upto", type=int, help="Pyramid-BERT: layer by which the ratio is reached")
+    p.add_argument("--kcenter-m", help="Pyramid-BERT: tokens added per greedy round: an integer or 'k-1'")
+    p.add_argument("--distance", choices=["euclidean", "cosine"], help="Pyramid-BERT: k-center distance")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method-specific loader options given on the command line (those not None)."""
-    skip = {"command", "model", "out", "method", "overwrite", "opset", "debug", "verbose", "func"}
+    skip = {"command", "model", "out", "method", "overwrite", "opset", "debug", "verbose", "func", "outputs"}
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None and v is not False}
 
 
@@ -58,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="model.pt, or an upstream / HF checkpoint folder")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     add_model_options(p)
-    p.add_argument("--outputs", choices=["logits", "hidden"], default=None,
-                   help="'hidden' adds last_hidden_state [batch, seq, hidden] in original positions")
+    p.add_argument(
+        "--outputs",
+        choices=["logits", "hidden"],
+        default=None,
+        help="'hidden' adds last_hidden_state [batch, seq, hidden] in original positions",
+    )
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
@@ -73,7 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="+")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--device", default="cpu")
+
+    for module_name in PLUGIN_MODULES:
+        _plugin(module_name).register(sub)
     return parser
+
+
+# Stage modules that add their own subcommands: each has ``register(subparsers)``, whose parsers set
+# ``func`` (args -> exit code) with ``set_defaults``. Their imports must stay light (torch inside ``func``).
+PLUGIN_MODULES: list[str] = [
+    "pruneport.training.commands",  # train finetune, train ltp
+    "pruneport.passes.commands",  # optimize
+    "pruneport.calibration.commands",  # quantize, calibrate
+    "pruneport.report.commands",  # report, bench
+    "pruneport.runtime.commands",  # convert (OpenVINO IR)
+]
+
+
+def _plugin(module_name: str):
+    import importlib
+
+    return importlib.import_module(module_name)
 
 
 @command("export")
@@ -84,7 +118,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.method is not None:
         get_method(args.method)  # unknown methods fail before any file is read
     options = model_options(args)
-    if options.pop("outputs", None) == "hidden":
+    if args.outputs == "hidden":
         options["output_hidden"] = True
     loaded = load_checkpoint(args.model, args.method, **options)
     for note in loaded.notes:
@@ -118,11 +152,14 @@ def _predict(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from pruneport.errors import USER_ERRORS
 
     try:
-        return COMMANDS[args.command](args)
+        func = getattr(args, "func", None) or COMMANDS[args.command]
+        return int(func(args) or 0)
     except USER_ERRORS as err:
         if args.debug:
             raise

@@ -17,8 +17,16 @@ WORDS = (
 
 
 def tiny_vocab() -> list[str]:
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"),
-            *"abcdefghijklmnopqrstuvwxyz.,!?'"]
+    return [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *WORDS,
+        *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"),
+        *"abcdefghijklmnopqrstuvwxyz.,!?'",
+    ]
 
 
 def tiny_tokenizer_json() -> str:
@@ -35,8 +43,15 @@ def tiny_tokenizer_json() -> str:
     return tok.to_str()
 
 
-def tiny_hf_config(model_type: str = "bert", layers: int = 3, hidden: int = 32, heads: int = 4,
-                   max_positions: int = 64, num_labels: int = 2, **extra: Any) -> dict[str, Any]:
+def tiny_hf_config(
+    model_type: str = "bert",
+    layers: int = 3,
+    hidden: int = 32,
+    heads: int = 4,
+    max_positions: int = 64,
+    num_labels: int = 2,
+    **extra: Any,
+) -> dict[str, Any]:
     """A HF config dict of a tiny BERT (token types, pad 0) or RoBERTa (no token types, pad 1) backbone."""
     roberta = model_type in ("roberta", "ltp")
     cfg = {
@@ -88,14 +103,15 @@ def hf_state_dict(model: torch.nn.Module, model_type: str, prefix: str | None = 
             if roberta:
                 out[key] = value.clone()
             elif key.startswith("classifier.dense."):
-                out[prefix + "pooler." + key[len("classifier."):]] = value.clone()
+                out[prefix + "pooler." + key[len("classifier.") :]] = value.clone()
             else:
                 out["classifier." + key.rsplit(".", 1)[1]] = value.clone()
     return out
 
 
-def write_hf_folder(folder: Path, config: dict[str, Any], state: dict[str, torch.Tensor],
-                    tokenizer_json: str | None = None) -> Path:
+def write_hf_folder(
+    folder: Path, config: dict[str, Any], state: dict[str, torch.Tensor], tokenizer_json: str | None = None
+) -> Path:
     """A HF ``save_pretrained``-like folder: config.json, pytorch_model.bin, tokenizer.json."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
@@ -104,8 +120,9 @@ def write_hf_folder(folder: Path, config: dict[str, Any], state: dict[str, torch
     return folder
 
 
-def random_batch(rng: np.random.Generator, lengths: list[int], vocab_size: int, pad_id: int,
-                 token_types: bool) -> dict[str, np.ndarray]:
+def random_batch(
+    rng: np.random.Generator, lengths: list[int], vocab_size: int, pad_id: int, token_types: bool
+) -> dict[str, np.ndarray]:
     """Right-padded int64 feeds with [CLS]-like id 2 first; each row as long as its entry in ``lengths``."""
     width = max(lengths)
     ids = np.full((len(lengths), width), pad_id, dtype=np.int64)

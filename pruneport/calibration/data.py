@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 
 SHORT_NAMES = {"sst2": "sst2", "sst-2": "sst2", "mrpc": "mrpc", "imdb": "imdb"}
 SINGLE_COLUMNS = ("sentence", "text", "review", "content")
-PAIR_COLUMNS = (("#1 String", "#2 String"), ("sentence1", "sentence2"), ("question", "sentence"),
-                ("premise", "hypothesis"), ("text_a", "text_b"))
+PAIR_COLUMNS = (
+    ("#1 String", "#2 String"),
+    ("sentence1", "sentence2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("text_a", "text_b"),
+)
 LABEL_COLUMNS = ("label", "Quality", "labels")
 
 
@@ -102,7 +107,12 @@ def _read_local(path: Path):
     delimiter = "\t" if path.suffix == ".tsv" else ","
     quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
     return load_dataset(
-        "csv", data_files=str(path), split="train", delimiter=delimiter, quoting=quoting, encoding="utf-8-sig",
+        "csv",
+        data_files=str(path),
+        split="train",
+        delimiter=delimiter,
+        quoting=quoting,
+        encoding="utf-8-sig",
         keep_default_na=False,
     )
 

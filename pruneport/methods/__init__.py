@@ -1,6 +1,6 @@
 """PyTorch reference models and checkpoint loaders, one module per method, and the registry that names them.
 
-The registry is an explicit dict (no import-time decorators): ``METHODS[name]`` gives how to build a model from
+The registry is an explicit dict (no import-time decorators): ``get_method(name)`` gives how to build a model from
 stored pruning parameters and how to read the method's upstream or HF folder.
 """
 
@@ -29,24 +29,30 @@ class MethodSpec:
     load_folder: Callable[[Path, dict[str, Any]], Any]
 
 
-def _ltp() -> MethodSpec:
-    from pruneport.methods import ltp
-
-    return MethodSpec("ltp", "learned threshold on attention received", ltp.build_ltp, ltp.load_ltp_folder)
-
-
-_FACTORIES: dict[str, Callable[[], MethodSpec]] = {"ltp": _ltp}
+# name -> (module, summary). Each module defines ``build(cfg, pruning, output_hidden)`` and
+# ``load_folder(folder, options)``; modules are imported only when their method is used.
+_MODULES: dict[str, tuple[str, str]] = {
+    "ltp": ("pruneport.methods.ltp", "learned threshold on the attention each token receives"),
+    "trbert": ("pruneport.methods.trbert", "policy MLP before layer 1 and layer L//2"),
+    "transkimmer": ("pruneport.methods.transkimmer", "skim predictor before every layer"),
+    "adapler": ("pruneport.methods.adapler", "contribution predictor, threshold eta/n"),
+    "pyramid": ("pruneport.methods.pyramid", "greedy k-center selection on a length schedule"),
+}
 
 
 def method_names() -> list[str]:
-    return sorted(_FACTORIES)
+    return sorted(_MODULES)
 
 
 def get_method(name: str) -> MethodSpec:
     """The spec of a method; an unknown name raises ValueError listing the known ones."""
-    if name not in _FACTORIES:
+    if name not in _MODULES:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
-    return _FACTORIES[name]()
+    import importlib
+
+    module_name, summary = _MODULES[name]
+    module = importlib.import_module(module_name)
+    return MethodSpec(name, summary, module.build, module.load_folder)
 
 
 def load_checkpoint(path: str | Path, method: str | None = None, **options: Any):

@@ -100,9 +100,7 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(
-        self, input_ids: torch.Tensor, live: torch.Tensor, token_type_ids: torch.Tensor | None
-    ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, live: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
         """input_ids, live (bool), token_type_ids: [batch, seq] -> [batch, seq, hidden]. Inputs are right-padded."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
         if self.cfg.model_type == "roberta":
@@ -185,7 +183,9 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attention = Attention(cfg)
         self.intermediate = Intermediate(cfg)
-        self.output = DenseLayerNorm(cfg.intermediate_size, cfg.hidden_size, cfg.layer_norm_eps, cfg.hidden_dropout_prob)
+        self.output = DenseLayerNorm(
+            cfg.intermediate_size, cfg.hidden_size, cfg.layer_norm_eps, cfg.hidden_dropout_prob
+        )
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.intermediate(x), x)

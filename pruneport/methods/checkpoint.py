@@ -123,9 +123,7 @@ def backbone_prefix(state: dict[str, torch.Tensor]) -> str:
     raise CheckpointKeyError("state dict", ["embeddings.word_embeddings.weight"], [])
 
 
-def map_hf_state(
-    state: dict[str, torch.Tensor], cfg: BackboneConfig
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+def map_hf_state(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a HF BERT/RoBERTa/I-BERT sequence-classification state dict to pruneport's names.
 
     Returns the mapped dict and the keys that do not belong to a BERT-family classifier (left for the method's

@@ -114,7 +114,7 @@ def upstream_thresholds(
     return values, keys
 
 
-def build_ltp(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     params = LTPParams.from_dict(pruning)
@@ -123,7 +123,7 @@ def build_ltp(cfg, pruning: dict[str, Any], output_hidden: bool = False):
     return PrunedSequenceClassifier(cfg, LTPPruner(params), output_hidden=output_hidden)
 
 
-def load_ltp_folder(folder, options: dict[str, Any]):
+def load_folder(folder, options: dict[str, Any]):
     """An upstream LTP folder (``model_type: ltp``) or a plain fine-tuned BERT/RoBERTa folder plus thresholds."""
     from pruneport.methods import checkpoint as ck
     from pruneport.methods.backbone import BackboneConfig
@@ -153,7 +153,7 @@ def load_ltp_folder(folder, options: dict[str, Any]):
             f"{folder} is a plain fine-tuned model (model_type {config.get('model_type')!r}); give LTP thresholds "
             "with --thresholds T0,T1,... or --final-threshold F"
         )
-    model = build_ltp(cfg, params.to_dict(), bool(options.get("output_hidden")))
+    model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
     mapped, leftover = ck.map_hf_state(state, cfg)
     leftover = [k for k in leftover if k not in pruner_keys]
     head_optional = bool(options.get("allow_missing_head"))

@@ -20,7 +20,9 @@ def layer_macs(hidden: int, intermediate: int, attn_tokens: np.ndarray, ffn_toke
     return 4 * n * hidden**2 + 2 * n**2 * hidden + 2 * m * hidden * intermediate
 
 
-def macs_per_example(backbone: Mapping[str, Any], tokens_per_layer: np.ndarray, cls_only_last: bool = False) -> np.ndarray:
+def macs_per_example(
+    backbone: Mapping[str, Any], tokens_per_layer: np.ndarray, cls_only_last: bool = False
+) -> np.ndarray:
     """MACs of each example ([n]) given tokens_per_layer [n, layers]."""
     tokens = np.asarray(tokens_per_layer)
     hidden, inter = int(backbone["hidden_size"]), int(backbone["intermediate_size"])
@@ -35,7 +37,9 @@ def macs_per_example(backbone: Mapping[str, Any], tokens_per_layer: np.ndarray, 
     return total
 
 
-def relative_flops(backbone: Mapping[str, Any], tokens_per_layer: np.ndarray, lengths: np.ndarray | None = None) -> float:
+def relative_flops(
+    backbone: Mapping[str, Any], tokens_per_layer: np.ndarray, lengths: np.ndarray | None = None
+) -> float:
     """Total FLOPs of the pruned run divided by the same examples unpruned (every layer at the real length).
 
     lengths: real input lengths [n]; defaults to tokens_per_layer[:, 0] (the first layer sees every real token

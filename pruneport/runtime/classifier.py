@@ -48,8 +48,9 @@ class TextClassifier:
         tokenizer_path = folder / manifest.tokenizer_file
         if not tokenizer_path.exists():
             raise FileNotFoundError(f"{folder} has no {manifest.tokenizer_file}")
-        self.encoder = TextEncoder(tokenizer_path.read_text(encoding="utf-8"), manifest.max_length,
-                                   manifest.pad_token_id)
+        self.encoder = TextEncoder(
+            tokenizer_path.read_text(encoding="utf-8"), manifest.max_length, manifest.pad_token_id
+        )
         self.with_types = "token_type_ids" in manifest.inputs
 
     def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -82,8 +83,12 @@ class TextClassifier:
         logits = np.zeros((n, len(self.manifest.label_names)), dtype=np.float32)
         tokens = np.zeros((n, layers), dtype=np.int64)
         for batch in length_batches([len(i) for i in encoded.ids], batch_size or self.batch_size):
-            feeds = pad_batch([encoded.ids[i] for i in batch], [encoded.type_ids[i] for i in batch],
-                              self.manifest.pad_token_id, self.with_types)
+            feeds = pad_batch(
+                [encoded.ids[i] for i in batch],
+                [encoded.type_ids[i] for i in batch],
+                self.manifest.pad_token_id,
+                self.with_types,
+            )
             out = self.run_feeds(feeds)
             logits[batch] = out["logits"]
             tokens[batch] = out["tokens_per_layer"]
