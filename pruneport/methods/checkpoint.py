@@ -123,31 +123,46 @@ def backbone_prefix(state: dict[str, torch.Tensor]) -> str:
     raise CheckpointKeyError("state dict", ["embeddings.word_embeddings.weight"], [])
 
 
-def map_hf_state(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
+class MappedState(dict):
+    """A renamed state dict that remembers each entry's key in the checkpoint (``origin``), for error messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origin: dict[str, str] = {}
+
+    def put(self, name: str, source_key: str, value: torch.Tensor) -> None:
+        self[name] = value
+        self.origin[name] = source_key
+
+
+def map_hf_state(
+    state: dict[str, torch.Tensor], cfg: BackboneConfig, skip: Iterable[str] = ()
+) -> tuple[MappedState, list[str]]:
     """Rename a HF BERT/RoBERTa/I-BERT sequence-classification state dict to pruneport's names.
 
     Returns the mapped dict and the keys that do not belong to a BERT-family classifier (left for the method's
-    loader or reported as unexpected). Buffers that carry no weights (position_ids, I-BERT quantization state)
-    are dropped.
+    loader or reported as unexpected). Keys in ``skip`` (already consumed by the method's loader) and buffers that
+    carry no weights (position_ids, I-BERT quantization state) are dropped.
     """
     prefix = backbone_prefix(state)
-    mapped: dict[str, torch.Tensor] = {}
+    skip = set(skip)
+    mapped = MappedState()
     leftover: list[str] = []
     for key, value in state.items():
-        if key.endswith(("position_ids", "embeddings.token_type_ids")) or _IBERT_BUFFER.search(key):
+        if key in skip or key.endswith(("position_ids", "embeddings.token_type_ids")) or _IBERT_BUFFER.search(key):
             continue
         name = key[len(prefix) :] if key.startswith(prefix) else None
         if name is not None and name.startswith("embeddings."):
-            mapped[name] = value
+            mapped.put(name, key, value)
         elif name is not None and name.startswith("encoder.layer."):
-            mapped["layer." + name[len("encoder.layer.") :]] = value
+            mapped.put("layer." + name[len("encoder.layer.") :], key, value)
         elif name is not None and name.startswith("pooler.dense."):
             if cfg.model_type == "bert":
-                mapped["classifier.dense." + name.rsplit(".", 1)[1]] = value
+                mapped.put("classifier.dense." + name.rsplit(".", 1)[1], key, value)
         elif key in ("classifier.weight", "classifier.bias"):
-            mapped["classifier.out_proj." + key.rsplit(".", 1)[1]] = value
+            mapped.put("classifier.out_proj." + key.rsplit(".", 1)[1], key, value)
         elif key.startswith(("classifier.dense.", "classifier.out_proj.")):
-            mapped[key] = value
+            mapped.put(key, key, value)
         else:
             leftover.append(key)
     return mapped, leftover
@@ -167,7 +182,8 @@ def load_into(
     """
     expected = dict(model.state_dict())
     expected_params = {k for k in expected if not k.startswith("pruner.") or k in mapped}
-    unexpected = set(unexpected) | {k for k in mapped if k not in expected}
+    origin = getattr(mapped, "origin", {})
+    unexpected = set(unexpected) | {origin.get(k, k) for k in mapped if k not in expected}
     missing = {k for k in expected_params if k not in mapped}
     allowed_missing = {k for k in missing if optional(k)}
     missing -= allowed_missing

@@ -154,8 +154,7 @@ def load_folder(folder, options: dict[str, Any]):
             "with --thresholds T0,T1,... or --final-threshold F"
         )
     model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
-    mapped, leftover = ck.map_hf_state(state, cfg)
-    leftover = [k for k in leftover if k not in pruner_keys]
+    mapped, leftover = ck.map_hf_state(state, cfg, skip=pruner_keys)
     head_optional = bool(options.get("allow_missing_head"))
     ck.load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
     return ck.LoadedModel(
