@@ -9,6 +9,7 @@ one-to-one (see :func:`pruneport.methods.checkpoint.load_backbone_state`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-_ACTIVATIONS = {
-    "gelu": lambda x: nn.functional.gelu(x),
-    "gelu_new": lambda x: nn.functional.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),
-    "relu": nn.functional.relu,
+_ACTIVATIONS: dict[str, type[nn.Module] | functools.partial] = {
+    "gelu": nn.GELU,
+    "gelu_new": functools.partial(nn.GELU, approximate="tanh"),
+    "gelu_pytorch_tanh": functools.partial(nn.GELU, approximate="tanh"),
+    "relu": nn.ReLU,
 }
 
 
@@ -129,13 +130,28 @@ class SelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B,S,D], live [B,S] -> context [B,S,D], probabilities [B,H,S,S] (0 on dead keys)."""
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        live: torch.Tensor,
+        key_weights: torch.Tensor | None = None,
+        query_rows: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B,S,D], live [B,S] -> context [B,S,D], probabilities [B,H,S,S] (0 on dead keys).
+
+        key_weights [B,S] (optional): multiplies the probabilities of each key *after* the softmax, with no
+        renormalization (Transkimmer ``master`` semantics); None leaves the attention unchanged.
+        query_rows (optional): compute queries, context and probabilities for the first ``query_rows`` positions
+        only (context [B,Q,D], probabilities [B,H,Q,S]); keys and values still come from every position.
+        """
+        xq = x if query_rows is None else x[:, :query_rows]
+        q, k, v = self._heads(self.query(xq)), self._heads(self.key(x)), self._heads(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
         neg = torch.finfo(scores.dtype).min
         scores = scores.masked_fill(~live[:, None, None, :], neg)
         probs = torch.softmax(scores, dim=-1)
+        if key_weights is not None:
+            probs = probs * key_weights[:, None, None, :].to(probs.dtype)
         context = torch.matmul(probs, v).transpose(1, 2).flatten(2)
         return context, probs
 
@@ -161,16 +177,24 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = DenseLayerNorm(cfg.hidden_size, cfg.hidden_size, cfg.layer_norm_eps, cfg.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        context, probs = self.self(x, live)
-        return self.output(context, x), probs
+    def forward(
+        self,
+        x: torch.Tensor,
+        live: torch.Tensor,
+        key_weights: torch.Tensor | None = None,
+        query_rows: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`SelfAttention.forward`; with ``query_rows`` the output covers the first query_rows positions."""
+        context, probs = self.self(x, live, key_weights, query_rows)
+        residual = x if query_rows is None else x[:, :query_rows]
+        return self.output(context, residual), probs
 
 
 class Intermediate(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
-        self.act = _ACTIVATIONS[cfg.hidden_act]
+        self.act = _ACTIVATIONS[cfg.hidden_act]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.dense(x))

@@ -14,7 +14,8 @@ This one module is both the parity reference and the export source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ class PruneState:
     """What a pruner may look at: the original real length of each example ([batch] int64)."""
 
     initial_lengths: torch.Tensor
+    scratch: dict[str, Any] = field(default_factory=dict)  # a pruner's own per-forward tensors (e.g. running masks)
 
 
 class TokenPruner(nn.Module):
@@ -48,6 +50,22 @@ class TokenPruner(nn.Module):
     ) -> torch.Tensor | None:
         return None
 
+    # Optional hooks for methods that mask instead of removing (Transkimmer ``master``); the defaults change nothing.
+
+    def attention_key_weights(
+        self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor | None:
+        """[batch, seq] weights multiplying layer ``layer``'s attention probabilities per key after the softmax."""
+        return None
+
+    def tokens_entering(self, layer: int, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        """[batch] int64: the count reported in ``tokens_per_layer`` for this layer (default: live tokens)."""
+        return live.sum(1)
+
+    def final_hidden(self, hidden: torch.Tensor, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        """The last layer's output as reported in ``last_hidden_state`` (before scattering to original positions)."""
+        return hidden
+
 
 def keep_cls(keep: torch.Tensor) -> torch.Tensor:
     """Force position 0 (CLS) kept in a [batch, seq] bool mask."""
@@ -63,16 +81,21 @@ class Compacted:
     live: torch.Tensor  # [batch, new_seq] bool
 
 
-def compact(keep: torch.Tensor) -> Compacted:
+def compact(keep: torch.Tensor, bucket: int = 0) -> Compacted:
     """Pack each row's kept slots to the left in position order; the new width is the largest kept count.
 
     keep: [batch, seq] bool. Dead slots of the new tensor point at kept-or-not old slots and are masked by ``live``.
+    bucket: when > 0, the new width is rounded up to a multiple of ``bucket`` (capped at ``seq``); the extra slots
+    are dead, so results are unchanged while a runtime sees fewer distinct shapes (OpenVINO compiles per shape).
     """
     seq = keep.shape[1]
     positions = torch.arange(seq, device=keep.device)
     order = torch.argsort(torch.where(keep, positions, positions + seq), dim=1)
     counts = keep.sum(1)
-    columns = torch.nonzero(positions < counts.max()).squeeze(1)
+    width = counts.max()
+    if bucket > 0:
+        width = torch.clamp((width + (bucket - 1)) // bucket * bucket, max=seq)
+    columns = torch.nonzero(positions < width).squeeze(1)
     index = order.index_select(1, columns)
     live = columns.unsqueeze(0) < counts.unsqueeze(1)
     return Compacted(index=index, live=live)
@@ -92,9 +115,21 @@ class PrunedSequenceClassifier(nn.Module):
     carrying its state from the moment it was pruned.
     """
 
-    def __init__(self, config: BackboneConfig, pruner: TokenPruner, output_hidden: bool = False) -> None:
+    def __init__(
+        self,
+        config: BackboneConfig,
+        pruner: TokenPruner,
+        output_hidden: bool = False,
+        bucket: int = 0,
+        cls_only_last_layer: bool = False,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.bucket = bucket  # > 0: round each prune point's kept width up to a multiple (see compact)
+        # True: the last layer computes its query, attention row, output projection and FFN for CLS alone (keys and
+        # values still for every live token); logits and tokens_per_layer are unchanged. Off by default; it may be
+        # switched on after building (``model.cls_only_last_layer = True``); not with ``output_hidden``.
+        self.cls_only_last_layer = cls_only_last_layer
         self.embeddings = Embeddings(config)
         self.layer = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
         self.classifier = ClassificationHead(config)
@@ -129,26 +164,39 @@ class PrunedSequenceClassifier(nn.Module):
         for i, layer in enumerate(self.layer):
             keep = self.pruner.before_layer(i, hidden, live, state)
             if keep is not None:
-                hidden, live = self._prune(keep, hidden, tracker)
-            counts.append(live.sum(1))
-            attended, probs = layer.attention(hidden, live)
+                hidden, live = self._prune(keep, hidden, tracker, self.bucket)
+            counts.append(self.pruner.tokens_entering(i, live, state))
+            if self.cls_only_last_layer and i == len(self.layer) - 1:
+                hidden = self._cls_only_layer(layer, i, hidden, live, state)
+                break
+            attended, probs = layer.attention(hidden, live, self.pruner.attention_key_weights(i, hidden, live, state))
             keep = self.pruner.after_attention(i, probs, attended, live, state)
             if keep is not None:
-                attended, live = self._prune(keep, attended, tracker)
+                attended, live = self._prune(keep, attended, tracker, self.bucket)
             hidden = layer.ffn(attended)
         logits = self.classifier(hidden[:, 0])
         outputs = (logits, torch.stack(counts, dim=1))
         if tracker is not None:
-            outputs += (tracker.finish(hidden),)
+            outputs += (tracker.finish(self.pruner.final_hidden(hidden, live, state)),)
         return outputs
+
+    def _cls_only_layer(
+        self, layer: EncoderLayer, i: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor:
+        """The last layer for CLS alone: [B,S,D] -> [B,1,D]. Its prune decision is skipped: nothing reads it."""
+        if self.output_hidden:
+            raise ValueError("cls_only_last_layer computes CLS alone; it cannot also output last_hidden_state")
+        weights = self.pruner.attention_key_weights(i, hidden, live, state)
+        attended, _ = layer.attention(hidden, live, weights, query_rows=1)
+        return layer.ffn(attended)
 
     @staticmethod
     def _prune(
-        keep: torch.Tensor, hidden: torch.Tensor, tracker: _HiddenTracker | None
+        keep: torch.Tensor, hidden: torch.Tensor, tracker: _HiddenTracker | None, bucket: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if tracker is not None:
             tracker.record(hidden)
-        packed = compact(keep)
+        packed = compact(keep, bucket)
         if tracker is not None:
             tracker.follow(packed)
         return gather_rows(hidden, packed.index), packed.live

@@ -1,0 +1,185 @@
+"""Transkimmer (Guan et al., ACL'22): a skim predictor before every layer decides which tokens to drop.
+
+Inference semantics (``shared/methods.md``, Transkimmer section):
+
+- before every layer l (0 included) the predictor ``LayerNorm -> Linear(d,d) -> LayerNorm -> GELU -> Linear(d,2)``
+  (both LayerNorms with torch's default eps 1e-5) scores every token; keep iff ``logit[1] > logit[0]`` (a tie
+  skims); CLS is always kept; a skimmed token never comes back;
+- ``last_hidden_state``: a token skimmed before layer l carries its output of layer l-1 (the embedding output when
+  skimmed before layer 0), scattered back to its original position.
+
+Two attention semantics (``pruning["semantics"]``, CLI ``--transkimmer-semantics``):
+
+- ``removal`` (default): skimmed tokens are gathered out, so later layers never compute them. This equals upstream
+  branch ``feat_skim_eval`` (masked softmax) up to its 1e-6 epsilon.
+- ``master``: upstream branch ``master``: nothing is removed; every layer still computes every token, but the
+  attention probabilities are multiplied by the cumulative skim mask *after* the softmax (no renormalization), so
+  skimmed tokens are invisible as keys while still counting in the softmax denominator. Checkpoints trained on
+  ``master`` learned under this rule. ``tokens_per_layer`` reports the tokens still unskimmed entering each layer.
+
+Differences from upstream, deliberate: upstream samples a hard Gumbel-softmax even at evaluation (stochastic);
+pruneport uses the deterministic argmax. Upstream truncates physically only at batch size 1; pruneport removes at
+any batch size and is batch invariant.
+
+Upstream checkpoint: a ``save_pretrained`` folder, stock BERT/RoBERTa config plus ``skim_coefficient``, extra keys
+``{bert,roberta}.encoder.skim_predictors.{i}.predictor.{0,1,2,4}.{weight,bias}``; those keys identify the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from pruneport.methods.pruned_encoder import PruneState, TokenPruner, keep_cls
+
+SEMANTICS = ("removal", "master")
+PREDICTOR_EPS = 1e-5  # torch's nn.LayerNorm default, as upstream (not the config's layer_norm_eps)
+
+
+@dataclass(frozen=True)
+class TranskimmerParams:
+    """Pruning parameters of a Transkimmer model: which attention semantics the graph reproduces."""
+
+    semantics: str = "removal"
+
+    def __post_init__(self) -> None:
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"Transkimmer semantics must be one of {list(SEMANTICS)}, got {self.semantics!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"semantics": self.semantics}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TranskimmerParams:
+        return cls(str(data.get("semantics", "removal")))
+
+
+class SkimPredictor(nn.Module):
+    """Upstream's ``SkimPredictor``: ``predictor`` = LayerNorm, Linear(d,d), LayerNorm, GELU, Linear(d,2)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.predictor = nn.Sequential(
+            nn.LayerNorm(hidden_size, eps=PREDICTOR_EPS),
+            nn.Linear(hidden_size, hidden_size),
+            nn.LayerNorm(hidden_size, eps=PREDICTOR_EPS),
+            nn.GELU(),
+            nn.Linear(hidden_size, 2),
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [B,S,D] -> keep [B,S] bool (logit 1 > logit 0)."""
+        logits = self.predictor(hidden)
+        return logits[..., 1] > logits[..., 0]
+
+
+class TranskimmerPruner(TokenPruner):
+    """One :class:`SkimPredictor` per layer, applied before that layer."""
+
+    method = "transkimmer"
+
+    def __init__(self, hidden_size: int, num_layers: int, params: TranskimmerParams, track_hidden: bool) -> None:
+        super().__init__()
+        self.params = params
+        self.track_hidden = track_hidden  # master semantics: keep each token's state from when it was skimmed
+        self.skim_predictors = nn.ModuleList(SkimPredictor(hidden_size) for _ in range(num_layers))
+
+    @property
+    def master(self) -> bool:
+        return self.params.semantics == "master"
+
+    def before_layer(
+        self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor | None:
+        keep = keep_cls(live & self.skim_predictors[layer](hidden))
+        if not self.master:
+            return keep
+        previous = state.scratch.get("skim_mask", live)
+        mask = previous & keep  # cumulative: a skimmed token never comes back
+        if self.track_hidden:
+            forwarded = state.scratch.get("forwarded", hidden)
+            newly_skimmed = (previous & ~mask).unsqueeze(-1)
+            state.scratch["forwarded"] = torch.where(newly_skimmed, hidden, forwarded)
+        state.scratch["skim_mask"] = mask
+        return None
+
+    def attention_key_weights(
+        self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
+    ) -> torch.Tensor | None:
+        return state.scratch["skim_mask"].to(hidden.dtype) if self.master else None
+
+    def tokens_entering(self, layer: int, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        return state.scratch["skim_mask"].sum(1) if self.master else live.sum(1)
+
+    def final_hidden(self, hidden: torch.Tensor, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        if not (self.master and self.track_hidden):
+            return hidden
+        return torch.where(state.scratch["skim_mask"].unsqueeze(-1), hidden, state.scratch["forwarded"])
+
+
+def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+    from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
+
+    params = TranskimmerParams.from_dict(pruning)
+    pruner = TranskimmerPruner(cfg.hidden_size, cfg.num_hidden_layers, params, track_hidden=output_hidden)
+    return PrunedSequenceClassifier(cfg, pruner, output_hidden=output_hidden)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint loader
+# ----------------------------------------------------------------------------------------------------------------
+
+_PREDICTOR_PARTS = ("0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias", "4.weight", "4.bias")
+
+
+def predictor_key_map(prefix: str, num_layers: int) -> dict[str, str]:
+    """Upstream key -> pruneport key: ``{prefix}encoder.skim_predictors.{i}.predictor.{p}`` -> ``pruner.skim_...``."""
+    return {
+        f"{prefix}encoder.skim_predictors.{i}.predictor.{p}": f"pruner.skim_predictors.{i}.predictor.{p}"
+        for i in range(num_layers)
+        for p in _PREDICTOR_PARTS
+    }
+
+
+def load_folder(folder, options: dict[str, Any]):
+    """An upstream Transkimmer folder: BERT/RoBERTa plus ``{prefix}encoder.skim_predictors.{i}.predictor.*``."""
+    from pruneport.methods import checkpoint as ck
+    from pruneport.methods.backbone import BackboneConfig
+
+    config = ck.read_json(folder / "config.json")
+    cfg = BackboneConfig.from_hf_dict(config)
+    state = ck.read_state_dict(folder, bool(options.get("trust_pickle")))
+    params = TranskimmerParams(str(options.get("transkimmer_semantics") or "removal"))
+    prefix = ck.backbone_prefix(state)
+    names = predictor_key_map(prefix, cfg.num_hidden_layers)
+    mapped, leftover = ck.map_hf_state(state, cfg)
+    missing = [k for k in names if k not in state]
+    if missing:
+        what = "has no skim predictors" if len(missing) == len(names) else "lacks skim predictor weights"
+        raise ck.CheckpointKeyError(
+            f"{folder} {what} (is it a Transkimmer checkpoint?)", missing, [k for k in leftover if k not in names]
+        )
+    mapped.update({names[k]: state[k] for k in names})
+    leftover = [k for k in leftover if k not in names]
+    model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
+    head_optional = bool(options.get("allow_missing_head"))
+    ck.load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
+    notes = ["Transkimmer decisions use the deterministic argmax (upstream samples Gumbel-softmax at evaluation)"]
+    if "skim_coefficient" not in config:
+        notes.append("config.json has no skim_coefficient (upstream writes one); loaded by the predictor keys")
+    if params.semantics == "master":
+        notes.append("master semantics: skimmed tokens are masked after the softmax and still computed (no speedup)")
+    return ck.LoadedModel(
+        model=model.eval(),
+        method="transkimmer",
+        backbone=config,
+        pruning=params.to_dict(),
+        tokenizer_json=ck.tokenizer_json_from_folder(folder),
+        label_names=ck.label_names_from_config(config, cfg.num_labels),
+        max_length=cfg.max_tokens,
+        source=str(folder),
+        notes=notes,
+    )
