@@ -1,9 +1,139 @@
-"""Subcommands of this stage for ``pruneport`` (see ``pruneport.cli.PLUGIN_MODULES``)."""
+"""Subcommands of this stage for ``pruneport`` (see ``pruneport.cli.PLUGIN_MODULES``): quantize, calibrate."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def add_data_options(p: argparse.ArgumentParser, split: str = "train", limit: int = 300) -> None:
+    """Where calibration data comes from (a ``datasets`` spec: sst2/mrpc/imdb, a local file, or a hub name)."""
+    p.add_argument("--data", required=True, help="data: sst2, mrpc, imdb, a .tsv/.csv/.json file, or a hub name")
+    p.add_argument("--split", default=split, help=f"split to read (default {split})")
+    p.add_argument(
+        "--limit", type=int, default=limit, help=f"examples to use, a seeded random subset (default {limit})"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands; each parser sets ``func`` (args -> exit code) with ``set_defaults``."""
+    p = sub.add_parser("quantize", help="INT8 export folder (ONNX Runtime QDQ/dynamic or OpenVINO IR with NNCF)")
+    p.add_argument("folder", type=Path, help="FP32 export folder")
+    p.add_argument("-o", "--out", type=Path, required=True, help="INT8 export folder to write")
+    add_data_options(p)
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime")
+    p.add_argument("--mode", choices=["static", "dynamic"], default="static", help="onnxruntime: static QDQ or dynamic")
+    p.add_argument(
+        "--calibration",
+        choices=["minmax", "entropy", "percentile", "distribution"],
+        default="minmax",
+        help="onnxruntime static: range method; histogram methods calibrate a no-prune, fixed-length twin",
+    )
+    p.add_argument(
+        "--no-score-path",
+        action="store_true",
+        help="quantize the score path too (by default what decides pruning stays FP32)",
+    )
+    p.add_argument("--max-drop", type=float, help="openvino: NNCF accuracy control, max absolute accuracy drop")
+    p.add_argument("--validation-split", default="dev", help="labeled split for --max-drop (default dev)")
+    p.add_argument(
+        "--refit-thresholds",
+        action="store_true",
+        help="after quantizing, re-fit thresholds so the INT8 graph keeps as many tokens as FP32 on the data",
+    )
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_quantize)
+
+    p = sub.add_parser("calibrate", help="fit thresholds on data: a relative-FLOPs target and/or an FP32 reference")
+    p.add_argument("folder", type=Path, help="export folder (FP32 or INT8)")
+    p.add_argument("-o", "--out", type=Path, help="folder to write (default: update FOLDER in place)")
+    add_data_options(p, limit=256)
+    p.add_argument("--target-flops", type=float, help="relative FLOPs to reach, e.g. 0.5 (one scale on all thresholds)")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        help="FP32 export folder: re-fit FOLDER's thresholds so it keeps as many tokens as this one",
+    )
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_calibrate)
+
+
+def _load(args: argparse.Namespace, folder: Path, split: str | None = None):
+    from pruneport.calibration.batches import tokenized_batches
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be positive, got {args.limit}")
+    return tokenized_batches(folder, args.data, split or args.split, args.limit, args.batch_size, args.seed)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from pruneport.calibration.calibrate import refit_to_reference, write_thresholds
+    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
+    from pruneport.calibration.runner import FolderRunner
+
+    opts = QuantizeOptions(
+        backend=args.backend,
+        mode=args.mode,
+        calibration=args.calibration,
+        keep_score_path=not args.no_score_path,
+        max_drop=args.max_drop,
+    )
+    opts.check()
+    data = _load(args, args.folder)
+    validation = _load(args, args.folder, args.validation_split) if args.max_drop is not None else None
+    out = quantize_folder(args.folder, data, args.out, opts, validation=validation, overwrite=args.overwrite)
+    print(f"wrote {out} ({args.backend}, score path {'FP32' if opts.keep_score_path else 'INT8'})")
+    reference = FolderRunner(args.folder).evaluate(data).tokens_per_layer
+    runner = FolderRunner(out)
+    if args.refit_thresholds:
+        result = refit_to_reference(runner, data, reference)
+        write_thresholds(out, out, result.values, {"step": "calibrate", "refit_to": str(args.folder)}, overwrite=True)
+        print(
+            f"re-fitted thresholds: identical kept tokens {result.before.identical:.1%} -> {result.after.identical:.1%}"
+        )
+    else:
+        from pruneport.calibration.calibrate import kept_agreement
+
+        agreement = kept_agreement(reference, runner.evaluate(data).tokens_per_layer)
+        print(
+            f"kept-token agreement with FP32 on the calibration data: {agreement.identical:.1%} identical, "
+            f"mean relative difference {agreement.mean_relative_difference:.3f}"
+        )
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from pruneport.calibration.calibrate import refit_to_reference, search_flops_scale, write_thresholds
+    from pruneport.calibration.runner import FolderRunner
+
+    if args.target_flops is None and args.reference is None:
+        raise ValueError("give --target-flops R, --reference FP32_FOLDER, or both")
+    out = args.out or args.folder
+    if out.resolve() != args.folder.resolve() and out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    data = _load(args, args.folder)
+    runner = FolderRunner(args.folder)
+    values = dict(runner.threshold_defaults)
+    step: dict = {"step": "calibrate", "data": data.source, "examples": data.n}
+    if args.target_flops is not None:
+        result = search_flops_scale(runner, data, args.target_flops)
+        values = result.values
+        step.update(target_flops=args.target_flops, scale=result.scale, relative_flops=result.relative_flops)
+        print(f"threshold scale {result.scale:.4g}: relative FLOPs {result.relative_flops:.3f} ({result.runs} runs)")
+    if args.reference is not None:
+        if args.target_flops is not None:
+            raise ValueError("--reference re-fits to the reference's own thresholds; calibrate the reference first")
+        reference = FolderRunner(args.reference).evaluate(data).tokens_per_layer
+        result = refit_to_reference(runner, data, reference)
+        values = result.values
+        step.update(refit_to=str(args.reference), before=result.before.to_dict(), after=result.after.to_dict())
+        print(
+            f"kept-token agreement with {args.reference}: identical {result.before.identical:.1%} -> "
+            f"{result.after.identical:.1%}, mean relative difference {result.before.mean_relative_difference:.3f} -> "
+            f"{result.after.mean_relative_difference:.3f}"
+        )
+    write_thresholds(args.folder, out, values, step, overwrite=True)
+    print(f"wrote {out}")
+    return 0

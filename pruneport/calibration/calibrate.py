@@ -1,0 +1,247 @@
+"""Post-training threshold calibration on real data, for every method with a threshold tensor.
+
+Two searches, both run on the deployed graph itself (ONNX Runtime or OpenVINO IR, FP32 or INT8), over tokenized
+calibration batches (:mod:`pruneport.calibration.batches`):
+
+- :func:`search_flops_scale`: one scale ``s`` on all trained thresholds so that the relative FLOPs
+  (:func:`pruneport.report.flops.relative_flops`) on the calibration data reach a target. Kept tokens shrink as the
+  thresholds grow, so a bracket-and-bisect search in log-scale converges in ~15 runs.
+- :func:`refit_to_reference`: after INT8, per-layer thresholds that make the quantized graph keep as many tokens as
+  the FP32 reference, layer by layer in depth order (each layer's fit sees the earlier layers already refitted):
+  the layer's threshold is bisected until the mean signed difference of the next layer's kept count against FP32 is
+  zero. A prune point after the last layer's attention leaves no trace in ``tokens_per_layer`` (it only skips FFN
+  rows whose outputs nobody reads for classification) and is left as it is.
+
+Agreement with FP32 is measured by :func:`kept_agreement`: the share of examples whose ``tokens_per_layer`` rows are
+identical and the mean relative difference of kept counts. Written by hand: both are 1-D monotone searches over a
+black-box graph, which no library offers for data-dependent token pruning. Torch-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import pruneport
+from pruneport.calibration.batches import TokenizedData
+from pruneport.calibration.runner import FolderRunner
+from pruneport.calibration.thresholds import ThresholdError, threshold_name, threshold_spec
+from pruneport.export.manifest import Manifest
+from pruneport.report.flops import relative_flops
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Agreement:
+    """Kept-token agreement of a run with a reference run on the same examples."""
+
+    identical: float  # share of examples with identical tokens_per_layer rows
+    mean_relative_difference: float  # mean over examples and layers of |kept - kept_ref| / kept_ref
+    per_layer_identical: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def kept_agreement(reference: np.ndarray, other: np.ndarray) -> Agreement:
+    """Compare tokens_per_layer [n, layers] of two runs over the same examples."""
+    reference, other = np.asarray(reference), np.asarray(other)
+    if reference.shape != other.shape:
+        raise ValueError(f"tokens_per_layer shapes differ: {reference.shape} vs {other.shape}")
+    same = reference == other
+    rel = np.abs(other - reference) / np.maximum(reference, 1)
+    return Agreement(float(same.all(1).mean()), float(rel.mean()), [float(x) for x in same.mean(0)])
+
+
+def _relative_flops(runner: FolderRunner, data: TokenizedData, values: dict[int, float]) -> float:
+    runner.set_thresholds(values)
+    tokens = runner.evaluate(data).tokens_per_layer
+    return relative_flops(runner.manifest.backbone, tokens, lengths=data.lengths)
+
+
+@dataclass
+class ScaleResult:
+    scale: float
+    relative_flops: float
+    values: dict[int, float]
+    runs: int
+
+
+def search_flops_scale(
+    runner: FolderRunner, data: TokenizedData, target: float, tolerance: float = 0.005, max_runs: int = 30
+) -> ScaleResult:
+    """The scale on the runner's stored thresholds whose relative FLOPs on ``data`` is closest to ``target``."""
+    if not 0 < target <= 1:
+        raise ValueError(f"--target-flops is a fraction of the unpruned FLOPs in (0, 1], got {target}")
+    base = dict(runner.threshold_defaults)
+    if not base:
+        raise ThresholdError(f"{runner.folder} has no threshold tensors to scale")
+
+    def at(scale: float) -> float:
+        return _relative_flops(runner, data, {k: v * scale for k, v in base.items()})
+
+    runs = 0
+    cache: dict[float, float] = {}
+
+    def f(scale: float) -> float:
+        nonlocal runs
+        if scale not in cache:
+            cache[scale] = at(scale)
+            runs += 1
+        return cache[scale]
+
+    lo, hi = 1.0, 1.0  # f decreases with the scale; find lo with f(lo) >= target >= f(hi)
+    while f(lo) < target and lo > 1e-4 and runs < max_runs:
+        lo /= 4
+    while f(hi) > target and hi < 1e4 and runs < max_runs:
+        hi *= 4
+    if f(lo) < target:
+        log.warning("even scale %.3g keeps too few tokens (relative FLOPs %.3f > target %.3f)", lo, f(lo), target)
+    if f(hi) > target:
+        log.warning("even scale %.3g keeps too many tokens (relative FLOPs %.3f < target %.3f)", hi, f(hi), target)
+    while runs < max_runs and hi / lo > 1.001:
+        mid = math.sqrt(lo * hi)
+        value = f(mid)
+        if abs(value - target) <= tolerance:
+            break
+        if value > target:
+            lo = mid
+        else:
+            hi = mid
+    best = min(cache, key=lambda s: abs(cache[s] - target))
+    runner.set_thresholds(None)
+    return ScaleResult(best, cache[best], {k: v * best for k, v in base.items()}, runs)
+
+
+@dataclass
+class RefitResult:
+    values: dict[int, float]
+    before: Agreement
+    after: Agreement
+    runs: int
+
+
+def refit_to_reference(
+    runner: FolderRunner, data: TokenizedData, reference_tokens: np.ndarray, iterations: int = 8
+) -> RefitResult:
+    """Per-layer thresholds for ``runner`` (an INT8 graph) that keep as many tokens as the reference (FP32)."""
+    base = dict(runner.threshold_defaults)
+    if not base:
+        raise ThresholdError(f"{runner.folder} has no threshold tensors to refit")
+    layers = runner.manifest.num_layers
+    runner.set_thresholds(None)
+    before = kept_agreement(reference_tokens, runner.evaluate(data).tokens_per_layer)
+    values = dict(base)
+    runs = 1
+    for layer in sorted(base):
+        if layer + 1 >= layers:
+            log.info("layer %d: pruning after the last attention is not visible in tokens_per_layer; kept", layer)
+            continue
+        target = reference_tokens[:, layer + 1].astype(np.float64)
+        seen: dict[float, tuple[float, float]] = {}  # value -> (mean signed gap, mean absolute gap)
+
+        def gap(value: float, layer: int = layer, target: np.ndarray = target, seen: dict = seen) -> float:
+            nonlocal runs
+            if value not in seen:
+                runner.set_thresholds({**values, layer: value})
+                runs += 1
+                diff = runner.evaluate(data).tokens_per_layer[:, layer + 1] - target
+                seen[value] = (float(diff.mean()), float(np.abs(diff).mean()))
+            return seen[value][0]
+
+        lo = hi = base[layer]  # the signed gap decreases as the threshold grows
+        g_lo = g_hi = gap(base[layer])
+        steps = 0
+        while g_lo < 0 and steps < 8:
+            lo /= 1.5
+            g_lo = gap(lo)
+            steps += 1
+        while g_hi > 0 and steps < 16:
+            hi *= 1.5
+            g_hi = gap(hi)
+            steps += 1
+        for _ in range(iterations if lo < hi else 0):
+            mid = math.sqrt(lo * hi)
+            g = gap(mid)
+            if g == 0:
+                break
+            if g > 0:
+                lo = mid
+            else:
+                hi = mid
+        # quantized scores move many tokens at once, so a zero mean gap may not exist: keep the value with the
+        # smallest mean absolute gap (the trained value wins ties), so no layer ends up worse than before
+        best = min(seen, key=lambda v: (seen[v][1], v != base[layer]))
+        best_gap = seen[best][1]
+        values[layer] = best
+        log.info(
+            "layer %d: threshold %.6g -> %.6g (mean absolute kept-count gap %.3f, was %.3f)",
+            layer,
+            base[layer],
+            best,
+            best_gap,
+            seen[base[layer]][1],
+        )
+    runner.set_thresholds(values)
+    after = kept_agreement(reference_tokens, runner.evaluate(data).tokens_per_layer)
+    runner.set_thresholds(None)
+    return RefitResult(values, before, after, runs + 1)
+
+
+def write_thresholds(
+    folder: str | Path, out: str | Path, values: dict[int, float], step: dict[str, Any], overwrite: bool = False
+) -> Path:
+    """Copy an export folder to ``out`` with new graph threshold values (and the manifest's pruning updated)."""
+    folder, out = Path(folder), Path(out)
+    manifest = Manifest.read(folder)
+    if out.exists() and out.resolve() != folder.resolve() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    spec = threshold_spec(manifest.method)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for item in folder.iterdir():
+            if item.is_file() and item.name != "pruneport.json":
+                shutil.copy(item, tmp / item.name)
+        if manifest.model_file.endswith(".xml"):
+            import openvino as ov
+
+            model = ov.Core().read_model(str(folder / manifest.model_file))
+            constants = {op.get_friendly_name(): op for op in model.get_ops() if op.get_type_name() == "Constant"}
+            for layer, value in values.items():
+                old = constants.get(threshold_name(layer))
+                if old is None:
+                    raise ThresholdError(f"{folder}: no threshold constant {threshold_name(layer)}")
+                new = ov.opset13.constant(np.asarray(value, dtype=np.float32).reshape(tuple(old.get_output_shape(0))))
+                new.set_friendly_name(old.get_friendly_name())
+                old.output(0).replace(new.output(0))
+            for name in ("model.xml", "model.bin"):
+                (tmp / name).unlink(missing_ok=True)
+            ov.save_model(model, str(tmp / manifest.model_file), compress_to_fp16=False)
+        else:
+            import onnx
+
+            from pruneport.calibration.thresholds import name_thresholds, set_thresholds
+
+            model = onnx.load(str(folder / manifest.model_file))
+            name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
+            set_thresholds(model, values)
+            onnx.save(model, str(tmp / manifest.model_file))
+        manifest.pruning = spec.update(manifest.pruning, manifest.num_layers, values)
+        manifest.history = [*manifest.history, {**step, "pruneport": pruneport.__version__}]
+        manifest.write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
