@@ -1,0 +1,125 @@
+"""Run passes over an ONNX model, and ``optimize_folder``: export folder in, optimized export folder out.
+
+The output folder is written under a temporary name beside ``OUT`` and renamed into place only when the model is
+saved, checked by ``onnx.checker`` and (by default) proven equal to the source by :mod:`pruneport.passes.parity`;
+a failure leaves nothing half-written. The manifest gets a history entry naming the passes, their counts and the
+target backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+
+import pruneport
+from pruneport.export.manifest import Manifest
+from pruneport.passes.parity import DEFAULT_ATOL, check_parity
+from pruneport.passes.registry import PassSpec, resolve_pipeline
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+DERIVED_ARTEFACTS = ("split", "openvino")  # manifest.extra entries that describe files made from the source graph
+PARITY_MAX_LENGTH = 64  # longest random input of the parity gate (keeps it fast on big models)
+
+
+@dataclass
+class PassRun:
+    name: str
+    count: int
+    seconds: float
+
+
+def run_passes(model: ir.Model, specs: list[PassSpec]) -> list[PassRun]:
+    """Apply ``specs`` to ``model`` in place, in order; returns each pass's count."""
+    runs = []
+    for spec in specs:
+        start = time.perf_counter()
+        count = spec.apply(model)
+        runs.append(PassRun(spec.name, count, time.perf_counter() - start))
+        log.info("pass %s: %d rewrites (%.1f s)", spec.name, count, runs[-1].seconds)
+    return runs
+
+
+def optimize_file(source: Path, target_path: Path, specs: list[PassSpec]) -> list[PassRun]:
+    """Load ``source``, run ``specs``, save to ``target_path`` (no external data) and check it."""
+    model = ir.load(str(source))
+    runs = run_passes(model, specs)
+    ir.save(model, str(target_path))
+    onnx.checker.check_model(str(target_path), full_check=False)
+    return runs
+
+
+def optimize_folder(
+    source: str | Path,
+    out: str | Path,
+    target: str = "onnxruntime",
+    passes: list[str] | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+    atol: float = DEFAULT_ATOL,
+) -> tuple[Path, list[PassRun]]:
+    """Optimize the export folder ``source`` into ``out`` for the ``target`` backend.
+
+    Raises NotAnExportError when ``source`` is not an export folder, ValueError for unknown passes or targets,
+    FileExistsError when ``out`` is not empty (without ``overwrite``), ParityError when the result differs.
+    """
+    source, out = Path(source), Path(out)
+    manifest = Manifest.read(source)
+    model_path = source / manifest.model_file
+    if not manifest.model_file.endswith(".onnx"):
+        raise ValueError(f"{source} holds {manifest.model_file!r}; optimize works on ONNX export folders")
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{source} names model file {manifest.model_file!r} but it does not exist")
+    specs = resolve_pipeline(target, passes)
+    if out.resolve() == source.resolve():
+        raise ValueError("the output folder must differ from the export folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        runs = optimize_file(model_path, tmp / MODEL_FILE, specs)
+        entry = {"step": "optimize", "target": target, "passes": [[r.name, r.count] for r in runs]}
+        entry["pruneport"] = pruneport.__version__
+        if verify:
+            backbone = manifest.backbone
+            result = check_parity(
+                model_path,
+                tmp / MODEL_FILE,
+                vocab_size=int(backbone["vocab_size"]),
+                pad_id=int(manifest.pad_token_id),
+                max_length=min(manifest.max_length, PARITY_MAX_LENGTH),
+                atol=atol,
+            )
+            entry["parity"] = {"inputs": result.inputs, "max_abs_diff": result.max_abs_diff, "atol": atol}
+        if (source / manifest.tokenizer_file).exists():
+            shutil.copy2(source / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
+        # artefacts derived from the source graph (split stages, OpenVINO IR) do not describe the optimized one
+        dropped = [key for key in DERIVED_ARTEFACTS if manifest.extra.pop(key, None) is not None]
+        if dropped:
+            entry["dropped"] = dropped
+            log.warning("not carried over (derived from the unoptimized graph; re-create them): %s", dropped)
+        manifest.model_file = MODEL_FILE
+        manifest.opset = max(manifest.opset, _default_opset(tmp / MODEL_FILE))
+        manifest.history = [*manifest.history, entry]
+        manifest.write(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out, runs
+
+
+def _default_opset(path: Path) -> int:
+    proto = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
