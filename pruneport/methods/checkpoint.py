@@ -262,3 +262,32 @@ def read_model_pt(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
     if absent:
         raise CheckpointError(f"{path} lacks the entries {absent}")
     return payload
+
+
+def to_hf_state_dict(model: torch.nn.Module, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`map_hf_state`: a HF ``*ForSequenceClassification`` state dict of a pruneport model.
+
+    BERT: ``bert.embeddings.*``, ``bert.encoder.layer.*``, ``bert.pooler.dense.*`` (pruneport's
+    ``classifier.dense``) and ``classifier.{weight,bias}`` (``classifier.out_proj``); RoBERTa: ``roberta.*`` and
+    ``classifier.dense`` / ``classifier.out_proj`` as they are. Pruner parameters (``pruner.*``) are left out, so
+    the result is the unpruned model with the same weights (what a user exports without pruneport).
+    """
+    roberta = model.config.model_type == "roberta"
+    prefix = prefix if prefix is not None else ("roberta." if roberta else "bert.")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("pruner."):
+            continue
+        if key.startswith("embeddings."):
+            out[prefix + key] = value
+        elif key.startswith("layer."):
+            out[prefix + "encoder." + key] = value
+        elif key.startswith("classifier.dense.") and not roberta:
+            out[prefix + "pooler." + key[len("classifier.") :]] = value
+        elif key.startswith("classifier.out_proj.") and not roberta:
+            out["classifier." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("classifier."):
+            out[key] = value
+        else:
+            raise CheckpointError(f"to_hf_state_dict: no HF name for parameter {key!r}")
+    return out

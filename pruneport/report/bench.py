@@ -1,0 +1,697 @@
+"""``pruneport bench``: speed and accuracy of export folders against the unpruned model a user would deploy instead.
+
+What is measured, per (folder or baseline, backend, batch size):
+
+- inputs: one labeled data set (``sst2``, ``imdb`` or a path; :func:`pruneport.calibration.data.load_texts`),
+  tokenized by each system's own tokenizer, truncated to one common ``max_length``, grouped into batches of similar
+  length (the runtime's :func:`~pruneport.runtime.text.length_batches`, computed once so every system gets the same
+  batches) and padded as that system's runtime pads (OpenVINO rounds widths up to its bucket). Tokenization is
+  outside the timed region (it is the same work for every system).
+- timing: ``warmup`` un-timed batches, then ``repeats`` timed passes over the whole data set per system,
+  *interleaved* (every repetition runs every system once, in a rotated order) so that load from other processes
+  spreads over all systems. Throughput = sequences / median pass time (``throughput_best`` uses the fastest pass,
+  ``throughput_first_pass`` the first, which includes OpenVINO's first-seen-shape compilation). Latency p50/p90 at
+  batch 1: per example, the median over repetitions, then percentiles over examples; for larger batches the same
+  statistics of whole batches go to ``batch_latency_*`` (``latency_*`` stay null there).
+- accuracy: argmax of the first pass's logits against the labels (null without labels).
+- relative FLOPs: :func:`pruneport.report.flops.relative_flops` from the ``tokens_per_layer`` output; 1.0 for the
+  unpruned baselines (every layer at the real length).
+- peak memory (``--memory subprocess``, the default): each system is loaded again in a fresh Python process
+  (:mod:`pruneport.report.bench_memory`) that runs its widest batches; ``peak_rss_mb`` is that process's VmHWM
+  (reset with ``/proc/self/clear_refs`` between batch sizes). In the benchmark process every system is loaded at
+  once, so its own peak would say nothing about one model. ``--memory off`` leaves the field null.
+- threads: every runtime gets the same intra-op thread count; ORT's spin-waiting is off
+  (``session.intra_op.allow_spinning=0``), because several runtimes share this process and spinning threads would
+  steal the cores of the others (``shared/research/deployment-notes.md`` section 6).
+
+Baselines (:mod:`pruneport.report.bench_baselines`) come from ``baseline_from``: the unpruned model with the same
+weights exported with plain ``torch.onnx`` (method ``plain-onnx``) on ONNX Runtime and OpenVINO, and PyTorch eager
+(``pytorch-eager``). Timing loops are written by hand here because they must interleave systems of three runtimes
+in one process; the statistics use numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pruneport.export.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("onnxruntime", "openvino")
+BASELINE_BACKENDS = ("onnxruntime", "openvino", "pytorch")
+MEMORY_MODES = ("subprocess", "off")
+MEMORY_BATCHES = 2  # the widest batches a memory probe runs per batch size
+ROW_FIELDS = (
+    "model",
+    "method",
+    "backend",
+    "precision",
+    "batch_size",
+    "dataset",
+    "n",
+    "throughput",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "accuracy",
+    "relative_flops",
+    "peak_rss_mb",
+)
+RATIO_NAMES = (
+    "speedup_vs_unpruned_same_backend",
+    "speedup_vs_best_plain_baseline",
+    "flops_ratio",
+    "speedup_over_flops_ratio",
+)
+
+
+class BenchError(ValueError):
+    """Bad benchmark settings (message says what to change)."""
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one benchmark run (see the module docstring for what each means)."""
+
+    folders: list[Path]
+    data: str
+    split: str = "dev"
+    n: int | None = None
+    seed: int = 0
+    batch_sizes: tuple[int, ...] = (1, 32)
+    backends: tuple[str, ...] = BACKENDS
+    baseline_from: Path | None = None
+    baseline_method: str | None = None
+    baseline_backends: tuple[str, ...] = BASELINE_BACKENDS
+    max_length: int | None = None
+    repeats: int = 3
+    warmup: int = 4
+    threads: int = 0
+    memory: str = "subprocess"
+    work: Path = Path("bench_work")
+    trust_pickle: bool = False
+    folder_backends: dict[str, tuple[str, ...]] = field(default_factory=dict)  # str(folder) -> its own backends
+
+    def check(self) -> None:
+        if not self.folders and self.baseline_from is None:
+            raise BenchError("nothing to benchmark: give export folders and/or --baseline-from MODEL")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise BenchError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        unknown += [b for chosen in self.folder_backends.values() for b in chosen if b not in BACKENDS]
+        if unknown:
+            raise BenchError(f"unknown backends {unknown}; use {', '.join(BACKENDS)}")
+        unknown = [b for b in self.baseline_backends if b not in BASELINE_BACKENDS]
+        if unknown:
+            raise BenchError(f"unknown baseline backends {unknown}; use {', '.join(BASELINE_BACKENDS)}")
+        if self.repeats < 1:
+            raise BenchError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.warmup < 0:
+            raise BenchError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.memory not in MEMORY_MODES:
+            raise BenchError(f"--memory must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        if self.n is not None and self.n < 1:
+            raise BenchError(f"--n must be >= 1, got {self.n}")
+        for folder in self.folders:
+            Manifest.read(folder)  # NotAnExportError (a ValueError) names the folder
+
+
+@dataclass
+class System:
+    """One thing to time: a model on a backend, behind ``run(feeds) -> {name: array}``."""
+
+    model: str
+    method: str
+    backend: str
+    precision: str
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    tokenizer_json: str
+    pad_token_id: int
+    input_names: list[str]
+    max_length: int
+    backbone: dict[str, Any]
+    bucket: int = 0
+    spec: dict[str, Any] = field(default_factory=dict)  # how bench_memory opens it again
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.backend}/{self.precision}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Opening systems
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def open_runtime_session(folder: Path, manifest: Manifest, backend: str, threads: int):
+    """(session, bucket) of an export folder through pruneport's runtime, ORT spinning off, latency mode."""
+    from pruneport.runtime.split import open_export
+
+    options: dict[str, Any] = {"threads": threads, "mode": "latency", "spinning": False}
+    return open_export(folder, manifest, backend, "cpu", **options)
+
+
+def folder_precision(manifest: Manifest) -> str:
+    return str(manifest.precision or "fp32").lower()
+
+
+def folder_system(folder: Path, backend: str, threads: int, name: str | None = None) -> System:
+    """A pruneport (or plain baseline) export folder on ``backend``; raises when the backend cannot run it."""
+    from pruneport.runtime.session import ModelLoadError
+
+    manifest = Manifest.read(folder)
+    model_file = manifest.model_file
+    if backend == "onnxruntime" and not model_file.endswith(".onnx"):
+        raise ModelLoadError(f"{folder} holds {model_file} (OpenVINO IR), which ONNX Runtime cannot read")
+    session, bucket = open_runtime_session(folder, manifest, backend, threads)
+    tokenizer = (folder / manifest.tokenizer_file).read_text(encoding="utf-8")
+    notes: dict[str, Any] = {"model_file": model_file}
+    if "baseline_exporter" in manifest.extra:
+        notes["baseline_exporter"] = manifest.extra["baseline_exporter"]
+    quant = manifest.extra.get("quantization")
+    if quant:
+        notes["quantization"] = quant.get("scheme")
+    if type(session).__name__ == "SplitSession":
+        notes["split"] = True
+    return System(
+        model=name or folder.name,
+        method=manifest.method,
+        backend=backend,
+        precision=folder_precision(manifest),
+        run=session.run,
+        tokenizer_json=tokenizer,
+        pad_token_id=manifest.pad_token_id,
+        input_names=list(manifest.inputs),
+        max_length=manifest.max_length,
+        backbone=dict(manifest.backbone),
+        bucket=bucket,
+        spec={"kind": "folder", "folder": str(folder), "backend": backend},
+        notes=notes,
+    )
+
+
+def eager_system(hf_folder: Path, plain_folder: Path, threads: int, exporter_note: str) -> System:
+    """PyTorch eager on the baseline HF folder; tokenizer and I/O names from the plain ONNX folder."""
+    from pruneport.report.bench_baselines import EAGER_METHOD, EagerSession
+
+    manifest = Manifest.read(plain_folder)
+    session = EagerSession(hf_folder, threads)
+    return System(
+        model="unpruned",
+        method=EAGER_METHOD,
+        backend="pytorch",
+        precision="fp32",
+        run=session.run,
+        tokenizer_json=(plain_folder / manifest.tokenizer_file).read_text(encoding="utf-8"),
+        pad_token_id=manifest.pad_token_id,
+        input_names=list(manifest.inputs),
+        max_length=manifest.max_length,
+        backbone=dict(manifest.backbone),
+        spec={"kind": "eager", "folder": str(hf_folder), "plain": str(plain_folder)},
+        notes={"baseline": "transformers eager (default attention implementation)", "source_exporter": exporter_note},
+    )
+
+
+def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[dict[str, Any]]]:
+    """Every (folder, backend) and baseline that opens; the others as ``skipped`` entries with the reason."""
+    from pruneport.errors import USER_ERRORS
+
+    systems: list[System] = []
+    skipped: list[dict[str, Any]] = []
+    names = _unique_names(cfg.folders)
+
+    def attempt(what: dict[str, Any], opener: Callable[[], System]) -> None:
+        try:
+            systems.append(opener())
+        except (*USER_ERRORS, ImportError, RuntimeError, OSError) as err:
+            log.warning("skipping %s: %s", what, err)
+            skipped.append({**what, "reason": f"{type(err).__name__}: {err}"})
+
+    for folder, name in zip(cfg.folders, names, strict=True):
+        for backend in cfg.folder_backends.get(str(folder), cfg.backends):
+            attempt(
+                {"model": name, "backend": backend},
+                lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, n),
+            )
+    if cfg.baseline_from is not None:
+        from pruneport.report.bench_baselines import build_baselines
+
+        base = build_baselines(cfg.baseline_from, cfg.work, max_length, cfg.baseline_method, cfg.trust_pickle)
+        for backend in cfg.baseline_backends:
+            if backend == "pytorch":
+                attempt(
+                    {"model": "unpruned", "backend": "pytorch"},
+                    lambda: eager_system(base.hf, base.plain_onnx, cfg.threads, base.exporter),
+                )
+            else:
+                attempt(
+                    {"model": "unpruned", "backend": backend},
+                    lambda b=backend: folder_system(base.plain_onnx, b, cfg.threads, "unpruned"),
+                )
+    return systems, skipped
+
+
+def _unique_names(folders: Sequence[Path]) -> list[str]:
+    """Folder names, made unique with their parent's name where two are equal."""
+    names = [f.name for f in folders]
+    out = []
+    for folder, name in zip(folders, names, strict=True):
+        out.append(f"{folder.parent.name}/{name}" if names.count(name) > 1 else name)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    """The data set, the common batches (example indices) per batch size, and each system's padded feeds."""
+
+    texts: list
+    labels: np.ndarray | None
+    source: str
+    max_length: int
+    lengths: np.ndarray  # real token count per example (reference tokenizer)
+    batches: dict[int, list[list[int]]]
+    truncated: int
+
+
+def encode_for(system: System, texts: list, max_length: int):
+    import warnings
+
+    from pruneport.runtime.text import TextEncoder
+
+    encoder = TextEncoder(system.tokenizer_json, max_length, system.pad_token_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # truncation is counted and reported instead
+        return encoder.encode(texts)
+
+
+def feeds_for(system: System, encoded, batches: list[list[int]], max_length: int) -> list[dict[str, np.ndarray]]:
+    """Padded int64 feeds of each batch, as the runtime would build them for this system."""
+    from pruneport.runtime.text import pad_batch
+
+    with_types = "token_type_ids" in system.input_names
+    out = []
+    for batch in batches:
+        feeds = pad_batch(
+            [encoded.ids[i] for i in batch],
+            [encoded.type_ids[i] for i in batch],
+            system.pad_token_id,
+            with_types,
+            system.bucket,
+            max_length,
+        )
+        out.append({n: feeds[n] for n in system.input_names})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def timed_pass(system: System, feeds: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Run every batch once: seconds per batch [batches] and the outputs."""
+    seconds = np.zeros(len(feeds))
+    outputs = []
+    clock = time.perf_counter
+    for i, f in enumerate(feeds):
+        start = clock()
+        out = system.run(f)
+        seconds[i] = clock() - start
+        outputs.append(out)
+    return seconds, outputs
+
+
+@dataclass
+class Measured:
+    """Raw timings of one system at one batch size: seconds [repeats, batches] and first-pass outputs."""
+
+    seconds: np.ndarray
+    logits: np.ndarray
+    tokens_per_layer: np.ndarray | None
+
+
+def measure(
+    systems: list[System],
+    feeds: dict[str, list[dict[str, np.ndarray]]],
+    batches: list[list[int]],
+    n: int,
+    repeats: int,
+    warmup: int,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, Measured]:
+    """Warm up every system, then ``repeats`` interleaved passes (rotated order). Keys: ``System.label``."""
+    from tqdm.auto import tqdm
+
+    for system in systems:
+        for f in feeds[system.label][: max(0, warmup)]:
+            system.run(f)
+    seconds = {s.label: np.zeros((repeats, len(batches))) for s in systems}
+    first: dict[str, list[dict[str, np.ndarray]]] = {}
+    total = repeats * len(systems)
+    with tqdm(total=total, desc="passes", unit="pass", leave=False) as bar:
+        for rep in range(repeats):
+            order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
+            for system in order:
+                secs, outs = timed_pass(system, feeds[system.label])
+                seconds[system.label][rep] = secs
+                if rep == 0:
+                    first[system.label] = outs
+                bar.update(1)
+            progress(f"repetition {rep + 1}/{repeats} done")
+    result = {}
+    for system in systems:
+        outs = first[system.label]
+        labels_count = outs[0]["logits"].shape[1]
+        logits = np.zeros((n, labels_count), dtype=np.float32)
+        tokens = None
+        if "tokens_per_layer" in outs[0]:
+            tokens = np.zeros((n, outs[0]["tokens_per_layer"].shape[1]), dtype=np.int64)
+        for batch, out in zip(batches, outs, strict=True):
+            logits[batch] = out["logits"]
+            if tokens is not None:
+                tokens[batch] = out["tokens_per_layer"]
+        result[system.label] = Measured(seconds[system.label], logits, tokens)
+    return result
+
+
+def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: int, dataset: str) -> dict[str, Any]:
+    """One result row (the fields of :data:`ROW_FIELDS` plus details)."""
+    from pruneport.report.flops import relative_flops
+
+    n = len(inputs.texts)
+    passes = measured.seconds.sum(axis=1)  # [repeats]
+    per_batch_ms = np.median(measured.seconds, axis=0) * 1000.0  # [batches]
+    tokens = measured.tokens_per_layer
+    layers = int(system.backbone["num_hidden_layers"])
+    if tokens is None:
+        tokens = np.repeat(inputs.lengths[:, None], layers, axis=1)
+    accuracy = None
+    if inputs.labels is not None:
+        accuracy = float((measured.logits.argmax(-1) == inputs.labels).mean())
+    p50, p90 = (float(v) for v in np.percentile(per_batch_ms, [50, 90]))
+    row: dict[str, Any] = {
+        "model": system.model,
+        "method": system.method,
+        "backend": system.backend,
+        "precision": system.precision,
+        "batch_size": batch_size,
+        "dataset": dataset,
+        "n": n,
+        "throughput": float(n / statistics.median(passes)),
+        "latency_p50_ms": p50 if batch_size == 1 else None,
+        "latency_p90_ms": p90 if batch_size == 1 else None,
+        "accuracy": accuracy,
+        "relative_flops": relative_flops(system.backbone, tokens, lengths=inputs.lengths),
+        "peak_rss_mb": None,
+        "throughput_best": float(n / passes.min()),
+        "throughput_first_pass": float(n / passes[0]),
+        "batch_latency_p50_ms": p50,
+        "batch_latency_p90_ms": p90,
+        "pass_seconds": [float(s) for s in passes],
+        "mean_tokens_per_layer": [float(v) for v in tokens.mean(0)],
+        "bucket": system.bucket,
+        **system.notes,
+    }
+    row["key"] = row_key(row)
+    return row
+
+
+def row_key(row: dict[str, Any]) -> str:
+    return f"{row['model']}|{row['method']}|{row['backend']}|{row['precision']}|{row['dataset']}|b{row['batch_size']}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ratios and machine
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def compute_ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ratios of every pruneport row against the unpruned baselines measured in the same run (same data, batch).
+
+    speedup_vs_unpruned_same_backend: throughput / the plain FP32 export's on the same backend.
+    speedup_vs_best_plain_baseline: throughput / the fastest unpruned FP32 baseline (any backend, PyTorch included).
+    flops_ratio: unpruned FLOPs / this row's FLOPs (1 / relative_flops).
+    speedup_over_flops_ratio: speedup_vs_unpruned_same_backend / flops_ratio (1.0 = the FLOPs saving fully turned
+    into speed; INT8 rows also carry the INT8 gain).
+    Plus accuracy_drop_vs_unpruned: the same-backend baseline's accuracy minus this row's (points of 1.0).
+    """
+    from pruneport.report.bench_baselines import EAGER_METHOD, PLAIN_METHOD
+
+    baselines = [r for r in rows if r["method"] in (PLAIN_METHOD, EAGER_METHOD) and r["precision"] == "fp32"]
+    ratios: dict[str, Any] = {name: {} for name in RATIO_NAMES}
+    ratios["accuracy_drop_vs_unpruned"] = {}
+    for row in rows:
+        if row["method"] in (PLAIN_METHOD, EAGER_METHOD):
+            continue
+        same = [b for b in baselines if (b["dataset"], b["batch_size"]) == (row["dataset"], row["batch_size"])]
+        key = row["key"]
+        flops_ratio = 1.0 / row["relative_flops"] if row["relative_flops"] else None
+        ratios["flops_ratio"][key] = flops_ratio
+        plain = [b for b in same if b["method"] == PLAIN_METHOD and b["backend"] == row["backend"]]
+        if plain:
+            speedup = row["throughput"] / plain[0]["throughput"]
+            ratios["speedup_vs_unpruned_same_backend"][key] = speedup
+            ratios["speedup_over_flops_ratio"][key] = speedup / flops_ratio if flops_ratio else None
+            if row["accuracy"] is not None and plain[0]["accuracy"] is not None:
+                ratios["accuracy_drop_vs_unpruned"][key] = plain[0]["accuracy"] - row["accuracy"]
+        if same:
+            best = max(same, key=lambda b: b["throughput"])
+            ratios["speedup_vs_best_plain_baseline"][key] = row["throughput"] / best["throughput"]
+            ratios.setdefault("best_plain_baseline", {})[key] = best["key"]
+    ratios["definitions"] = {
+        "speedup_vs_unpruned_same_backend": "throughput / plain FP32 export's throughput, same backend, data, batch",
+        "speedup_vs_best_plain_baseline": "throughput / fastest unpruned FP32 baseline (ORT, OpenVINO or PyTorch)",
+        "flops_ratio": "unpruned FLOPs / pruned FLOPs (1 / relative_flops)",
+        "speedup_over_flops_ratio": "speedup_vs_unpruned_same_backend / flops_ratio",
+        "accuracy_drop_vs_unpruned": "same-backend plain FP32 accuracy minus this row's accuracy",
+    }
+    return ratios
+
+
+def _cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpu": platform.processor() or "unknown"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["cpu"] = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    info["isa"] = [f for f in wanted if f in flags]
+    return info
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("pruneport", "onnxruntime", "openvino", "torch", "transformers", "numpy", "onnx", "nncf"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, memory, OS, versions, load, thread settings."""
+    mem_total = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        **_cpu_info(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": mem_total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "intra_op_threads": threads,
+        "ort_allow_spinning": False,
+        "openvino_hint": "LATENCY, INFERENCE_PRECISION_HINT f32",
+        "torch_threads": threads,
+        "nice": os.nice(0) if hasattr(os, "nice") else None,
+        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def load_inputs(cfg: BenchConfig, systems: list[System], max_length: int) -> tuple[Inputs, dict[str, Any]]:
+    """Read the data, tokenize for every system, build the common batches."""
+    from pruneport.calibration.data import load_texts
+    from pruneport.runtime.text import length_batches
+
+    data = load_texts(cfg.data, cfg.split, limit=cfg.n, seed=cfg.seed)
+    if len(data) == 0:
+        raise BenchError(f"{cfg.data} {cfg.split} holds no examples")
+    encoded = {s.label: encode_for(s, data.texts, max_length) for s in systems}
+    ref = encoded[systems[0].label]
+    lengths = np.array([len(ids) for ids in ref.ids], dtype=np.int64)
+    batches = {b: length_batches(lengths.tolist(), b) for b in cfg.batch_sizes}
+    labels = np.array(data.labels, dtype=np.int64) if data.labels is not None else None
+    inputs = Inputs(data.texts, labels, data.source, max_length, lengths, batches, len(ref.truncated))
+    return inputs, encoded
+
+
+def common_max_length(cfg: BenchConfig) -> int:
+    """The truncation length every system gets: ``cfg.max_length`` or the smallest folder maximum."""
+    limits = [Manifest.read(f).max_length for f in cfg.folders]
+    if cfg.max_length is not None:
+        too_small = [str(f) for f, m in zip(cfg.folders, limits, strict=True) if m < cfg.max_length]
+        if too_small:
+            raise BenchError(
+                f"--max-length {cfg.max_length} exceeds the maximum length of {', '.join(too_small)}; export with a "
+                "larger max length or lower --max-length"
+            )
+        return cfg.max_length
+    if limits:
+        return min(limits)
+    return 512
+
+
+def dataset_name(spec: str) -> str:
+    from pruneport.calibration.data import SHORT_NAMES
+
+    return SHORT_NAMES.get(spec.lower(), Path(spec).stem or spec)
+
+
+def run_bench(
+    cfg: BenchConfig, progress: Callable[[str], None] = log.info, partial_json: Path | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; returns the JSON-ready result (``machine``, ``rows``, ``ratios``, ``settings``,
+    ``skipped``). With ``partial_json``, the rows measured so far are written there after each batch size (so a
+    run killed later, for example for memory, keeps them; the memory probes come last)."""
+    cfg.check()
+    threads = cfg.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    cfg.threads = int(threads or 1)
+    machine = machine_info(cfg.threads)
+    max_length = common_max_length(cfg)
+    systems, skipped = open_systems(cfg, max_length)
+    if not systems:
+        raise BenchError("no system could be opened: " + "; ".join(s["reason"] for s in skipped))
+    progress(f"opened {len(systems)} systems: {', '.join(s.label for s in systems)}")
+    inputs, encoded = load_inputs(cfg, systems, max_length)
+    dataset = dataset_name(cfg.data)
+    progress(
+        f"{dataset}: {len(inputs.texts)} examples, mean length {inputs.lengths.mean():.1f}, "
+        f"{inputs.truncated} truncated to {max_length}"
+    )
+    rows: list[dict[str, Any]] = []
+    widest: dict[str, dict[int, list[dict[str, np.ndarray]]]] = {s.label: {} for s in systems}
+    for batch_size in cfg.batch_sizes:
+        batches = inputs.batches[batch_size]
+        feeds = {s.label: feeds_for(s, encoded[s.label], batches, max_length) for s in systems}
+        progress(f"batch size {batch_size}: {len(batches)} batches x {len(systems)} systems x {cfg.repeats} repeats")
+        measured = measure(systems, feeds, batches, len(inputs.texts), cfg.repeats, cfg.warmup, progress)
+        for system in systems:
+            row = summarize(system, measured[system.label], inputs, batch_size, dataset)
+            row["_label"] = system.label
+            rows.append(row)
+            by_width = sorted(feeds[system.label], key=lambda f: -f["input_ids"].size)
+            widest[system.label][batch_size] = by_width[:MEMORY_BATCHES]
+        if partial_json is not None:
+            partial = {"machine": machine, "rows": rows, "ratios": compute_ratios(rows), "skipped": skipped}
+            write_json({**partial, "partial": True}, partial_json)
+    if cfg.memory == "subprocess":
+        from pruneport.report.bench_memory import probe_memory
+
+        for system in systems:
+            progress(f"peak memory of {system.label} (fresh process)")
+            peaks = probe_memory(system.spec, widest[system.label], cfg.threads, cfg.work)
+            for row in rows:
+                if row["_label"] == system.label:
+                    row["peak_rss_mb"] = peaks.get(row["batch_size"])
+    for row in rows:
+        row.pop("_label")
+    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    settings = {
+        "folders": [str(f) for f in cfg.folders],
+        "data": cfg.data,
+        "data_source": inputs.source,
+        "split": cfg.split,
+        "n": len(inputs.texts),
+        "seed": cfg.seed,
+        "max_length": max_length,
+        "truncated": inputs.truncated,
+        "mean_length": float(inputs.lengths.mean()),
+        "batch_sizes": list(cfg.batch_sizes),
+        "repeats": cfg.repeats,
+        "warmup_batches": cfg.warmup,
+        "memory": cfg.memory,
+        "baseline_from": str(cfg.baseline_from) if cfg.baseline_from else None,
+        "timing": "model run only (tokenization excluded); throughput from the median pass of interleaved repeats",
+        "batching": "length-sorted batches, identical for every system; OpenVINO pads widths to its bucket",
+    }
+    return {
+        "machine": machine,
+        "settings": settings,
+        "rows": rows,
+        "ratios": compute_ratios(rows),
+        "skipped": skipped,
+    }
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Write the result atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A Markdown table of the rows with the main ratios."""
+    ratios = result["ratios"]
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    head = (
+        "| data | batch | model | method | backend | precision | seq/s | p50 ms | p90 ms | accuracy | rel. FLOPs | "
+        "peak RSS MB | speedup vs unpruned (same backend) | vs best plain | speedup / FLOPs ratio |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in sorted(result["rows"], key=lambda r: (r["dataset"], r["batch_size"], r["method"], r["backend"])):
+        key = row["key"]
+        lines.append(
+            f"| {row['dataset']} | {row['batch_size']} | {row['model']} | {row['method']} | {row['backend']} | "
+            f"{row['precision']} | {row['throughput']:.1f} | {fmt(row['latency_p50_ms'], '.2f')} | "
+            f"{fmt(row['latency_p90_ms'], '.2f')} | {fmt(row['accuracy'], '.4f')} | {row['relative_flops']:.3f} | "
+            f"{fmt(row['peak_rss_mb'], '.0f')} | "
+            f"{fmt(ratios['speedup_vs_unpruned_same_backend'].get(key), '.2f')} | "
+            f"{fmt(ratios['speedup_vs_best_plain_baseline'].get(key), '.2f')} | "
+            f"{fmt(ratios['speedup_over_flops_ratio'].get(key), '.2f')} |"
+        )
+    return "\n".join(lines)

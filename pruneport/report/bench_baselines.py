@@ -1,0 +1,277 @@
+"""The baselines of ``pruneport bench``: the *unpruned* model with the same weights, as a user without pruneport
+would deploy it.
+
+- ``hf`` folder: the weights as a transformers ``BertForSequenceClassification`` / ``RobertaForSequenceClassification``
+  ``save_pretrained`` folder (pruneport's names mapped back with
+  :func:`pruneport.methods.checkpoint.to_hf_state_dict`; pruner parameters dropped). PyTorch eager runs this.
+- ``plain-onnx`` folder: that HF model exported with plain ``torch.onnx.export(dynamo=True)`` (opset 18, dynamic
+  batch and sequence, output ``logits`` only), run by ONNX Runtime and by OpenVINO (which reads the ONNX file).
+
+Why not Optimum: ``optimum-onnx`` 0.1.0 (the current release) requires ``transformers<4.58`` and ``optimum~=2.1``,
+while pruneport's environment has transformers 5.x, so it cannot be installed beside it (and optimum-intel pulls a
+CUDA torch; ``shared/research/deployment-notes.md`` section 0). Optimum's ``main_export`` is a wrapper over
+``torch.onnx.export`` of the same HF class (TorchScript exporter) followed by no graph optimization unless asked;
+the plain dynamo export is what a user without Optimum does, and ONNX Runtime applies its default graph
+optimizations to both at session creation. Every row says which exporter made it (``baseline_exporter``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pruneport
+from pruneport.export.manifest import MANIFEST_NAME, Manifest
+
+log = logging.getLogger(__name__)
+
+PLAIN_METHOD = "plain-onnx"
+EAGER_METHOD = "pytorch-eager"
+BASELINE_EXPORTER = (
+    "plain torch.onnx.export(dynamo=True, opset 18) of transformers {arch}; optimum-onnx 0.1.0 cannot be installed "
+    "beside transformers {tf} (it requires transformers<4.58)"
+)
+SOURCE_FILE = "bench_source.json"
+
+
+class BaselineError(ValueError):
+    """The baseline model cannot be built from the given checkpoint."""
+
+
+@dataclass
+class BaselineFolders:
+    """Where the baselines live: the HF folder (PyTorch eager) and the plain ONNX export folder."""
+
+    hf: Path
+    plain_onnx: Path
+    exporter: str
+    architecture: str
+
+
+def _source_stamp(source: Path, max_length: int) -> dict[str, Any]:
+    stat = source.stat() if source.is_file() else (source / "config.json").stat()
+    return {
+        "source": str(source.resolve()),
+        "mtime": stat.st_mtime,
+        "size": stat.st_size,
+        "max_length": max_length,
+        "pruneport": pruneport.__version__,
+    }
+
+
+def _cached(folder: Path, stamp: dict[str, Any]) -> bool:
+    path = folder / SOURCE_FILE
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == stamp
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def unpruned_reference(source: Path, method: str | None = None, trust_pickle: bool = False):
+    """The checkpoint as a pruneport ``LoadedModel`` (pruned or not; only its weights are used).
+
+    source: pruneport's model.pt, or a HF / upstream folder (``config.json`` + weights + tokenizer). Folders are read
+    with LTP's loader and all thresholds 0 (nothing pruned) unless ``method`` names another loader.
+    """
+    from pruneport.methods import checkpoint as ck
+    from pruneport.methods import load_checkpoint
+
+    source = ck.require_path(source, "baseline checkpoint")
+    if source.is_file():
+        return load_checkpoint(source, method, trust_pickle=trust_pickle)
+    if method not in (None, "ltp"):
+        return load_checkpoint(source, method, trust_pickle=trust_pickle)
+    config = ck.read_json(source / "config.json")
+    layers = int(config["num_hidden_layers"])
+    return load_checkpoint(source, "ltp", thresholds=[0.0] * layers, trust_pickle=trust_pickle)
+
+
+def hf_model_from_reference(loaded) -> Any:
+    """A transformers ``*ForSequenceClassification`` with the reference model's weights (eval mode)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+
+    from pruneport.methods.checkpoint import to_hf_state_dict
+
+    cfg = loaded.model.config
+    common = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps,
+        hidden_act=cfg.hidden_act,
+        pad_token_id=cfg.pad_token_id,
+        num_labels=cfg.num_labels,
+        id2label={i: name for i, name in enumerate(loaded.label_names)},
+        label2id={name: i for i, name in enumerate(loaded.label_names)},
+    )
+    if cfg.model_type == "roberta":
+        model = RobertaForSequenceClassification(RobertaConfig(**common))
+    else:
+        model = BertForSequenceClassification(BertConfig(**common))
+    state = to_hf_state_dict(loaded.model)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or result.unexpected_keys:
+        raise BaselineError(
+            f"the reference weights do not fit {type(model).__name__}: missing {missing}, "
+            f"unexpected {list(result.unexpected_keys)}"
+        )
+    with torch.no_grad():
+        model.eval()
+    return model
+
+
+def _logits_module(model):
+    """A module around a HF classifier that returns the logits tensor alone (the export's single output)."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            return self.inner(**kwargs).logits
+
+    return LogitsOnly(model).eval()
+
+
+def export_plain_onnx(model, path: Path, input_names: list[str], max_tokens: int, opset: int = 18) -> None:
+    """``torch.onnx.export(dynamo=True)`` of a HF classifier: inputs [batch, sequence] int64, output ``logits``."""
+    import torch
+
+    wrapper = _logits_module(model)
+    length = min(16, max_tokens)
+    ids = torch.randint(5, 100, (2, length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, length // 2 :] = 0
+    args = [ids, mask] + ([torch.zeros_like(ids)] if "token_type_ids" in input_names else [])
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("sequence", min=1, max=max_tokens)
+    dynamic = {name: {0: batch, 1: seq} for name in input_names}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper,
+            tuple(args),
+            input_names=input_names,
+            output_names=["logits"],
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def build_baselines(
+    source: str | Path,
+    work: str | Path,
+    max_length: int,
+    method: str | None = None,
+    trust_pickle: bool = False,
+) -> BaselineFolders:
+    """Write (or reuse, when built from the same file) the HF folder and the plain ONNX folder under ``work``."""
+    import torch
+    import transformers
+
+    source = Path(source)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp = _source_stamp(source, max_length) if source.exists() else {}
+    hf_dir, onnx_dir = work / "baseline_hf", work / "baseline_plain_onnx"
+    if stamp and _cached(hf_dir, stamp) and _cached(onnx_dir, stamp):
+        manifest = Manifest.read(onnx_dir)
+        log.info("reusing baselines in %s", work)
+        return BaselineFolders(hf_dir, onnx_dir, manifest.extra["baseline_exporter"], manifest.extra["architecture"])
+    loaded = unpruned_reference(source, method, trust_pickle)
+    stamp = _source_stamp(source, max_length)
+    model = hf_model_from_reference(loaded)
+    cfg = loaded.model.config
+    arch = type(model).__name__
+    exporter = BASELINE_EXPORTER.format(arch=arch, tf=transformers.__version__)
+    max_length = min(max_length, cfg.max_tokens)
+
+    for folder in (hf_dir, onnx_dir):
+        if folder.exists():
+            shutil.rmtree(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=".baseline_hf.", dir=work))
+    model.save_pretrained(str(tmp))
+    (tmp / "tokenizer.json").write_text(loaded.tokenizer_json, encoding="utf-8")
+    (tmp / SOURCE_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+    tmp.rename(hf_dir)
+
+    tmp = Path(tempfile.mkdtemp(prefix=".baseline_plain_onnx.", dir=work))
+    try:
+        input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if cfg.uses_token_type_ids else [])
+        log.info("exporting the unpruned %s with plain torch.onnx (dynamo)", arch)
+        export_plain_onnx(model, tmp / "model.onnx", input_names, cfg.max_tokens)
+        (tmp / "tokenizer.json").write_text(loaded.tokenizer_json, encoding="utf-8")
+        Manifest(
+            method=PLAIN_METHOD,
+            backbone=cfg.to_dict(),
+            pruning={},
+            label_names=list(loaded.label_names),
+            inputs=input_names,
+            outputs=["logits"],
+            max_length=max_length,
+            pad_token_id=cfg.pad_token_id,
+            pruneport_version=pruneport.__version__,
+            history=[{"step": "baseline-export", "source": str(source), "torch": torch.__version__}],
+            extra={"baseline_exporter": exporter, "architecture": arch},
+        ).write(tmp)
+        (tmp / SOURCE_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+        tmp.rename(onnx_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BaselineFolders(hf_dir, onnx_dir, exporter, arch)
+
+
+class EagerSession:
+    """PyTorch eager inference of a HF folder behind the runtime's Session protocol (``run(feeds)``)."""
+
+    def __init__(self, hf_folder: Path, threads: int = 0) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(hf_folder)).eval()
+        self.output_names = ["logits"]
+
+    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        torch = self._torch
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            logits = self.model(**inputs).logits
+        return {"logits": logits.numpy()}
+
+
+def is_baseline_folder(folder: Path) -> bool:
+    """True for a plain ONNX baseline folder written by :func:`build_baselines`."""
+    path = folder / MANIFEST_NAME
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("method") == PLAIN_METHOD
+    except (OSError, json.JSONDecodeError):
+        return False

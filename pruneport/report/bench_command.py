@@ -1,0 +1,117 @@
+"""The ``pruneport bench`` subcommand: argument parsing and printing; the work is in :mod:`pruneport.report.bench`.
+
+Light to import (argparse only): the CLI builds every parser at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [t for t in text.replace(" ", "").split(",") if t]
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``pruneport bench`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "bench",
+        help="speed, accuracy, FLOPs and memory of export folders vs the unpruned model (plain ONNX, OpenVINO, torch)",
+        description="Interleaved, repeated timings of export folders on ONNX Runtime and OpenVINO, against the "
+        "unpruned model with the same weights (--baseline-from), written as JSON.",
+    )
+    p.add_argument(
+        "folders",
+        nargs="*",
+        help="export folders (pruneport export / optimize / quantize); FOLDER@openvino or FOLDER@onnxruntime+openvino "
+        "runs that folder on those backends only",
+    )
+    p.add_argument("--data", required=True, help="sst2, imdb, mrpc, or a path to a tsv/csv/json file or folder")
+    p.add_argument("--split", default="dev", help="data split (default dev; IMDB's dev is its test file)")
+    p.add_argument("--n", type=int, help="seeded random subset of this many examples (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="subset seed")
+    p.add_argument("--batch-sizes", type=_ints, default=[1, 32], help="comma-separated (default 1,32)")
+    p.add_argument(
+        "--backends", type=_names, default=["onnxruntime", "openvino"], help="backends for the folders (default both)"
+    )
+    p.add_argument(
+        "--baseline-from",
+        type=Path,
+        help="the unpruned weights: pruneport model.pt or a HF / upstream folder (builds the plain baselines)",
+    )
+    p.add_argument("--baseline-method", help="loader for a --baseline-from folder (default: read as BERT/RoBERTa)")
+    p.add_argument(
+        "--baselines",
+        type=_names,
+        default=["onnxruntime", "openvino", "pytorch"],
+        help="which baselines to run (default onnxruntime,openvino,pytorch)",
+    )
+    p.add_argument("--max-length", type=int, help="truncation length for every system (default: smallest folder's)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes over the data per system (default 3)")
+    p.add_argument("--warmup", type=int, default=4, help="un-timed batches per system first (default 4)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads for every runtime (default: all CPUs)")
+    p.add_argument(
+        "--memory", choices=["subprocess", "off"], default="subprocess", help="peak RSS per system in a fresh process"
+    )
+    p.add_argument("--work", type=Path, default=Path("bench_work"), help="where baselines are built and cached")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--trust-pickle", action="store_true", help="allow unpickling --baseline-from (runs its code!)")
+    p.set_defaults(func=_bench)
+
+
+def split_folder_backends(specs: list[str]) -> tuple[list[Path], dict[str, tuple[str, ...]]]:
+    """``FOLDER`` or ``FOLDER@backend[+backend]`` -> folders and the backends chosen per folder."""
+    folders: list[Path] = []
+    chosen: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        path, at, backends = spec.rpartition("@")
+        if not at or Path(spec).exists():
+            folders.append(Path(spec))
+            continue
+        folders.append(Path(path))
+        chosen[str(Path(path))] = tuple(b for b in backends.split("+") if b)
+    return folders, chosen
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pruneport.report.bench import BenchConfig, format_table, run_bench, write_json
+
+    folders, chosen = split_folder_backends(args.folders)
+    cfg = BenchConfig(
+        folders=folders,
+        folder_backends=chosen,
+        data=args.data,
+        split=args.split,
+        n=args.n,
+        seed=args.seed,
+        batch_sizes=tuple(args.batch_sizes),
+        backends=tuple(args.backends),
+        baseline_from=args.baseline_from,
+        baseline_method=args.baseline_method,
+        baseline_backends=tuple(args.baselines),
+        max_length=args.max_length,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        memory=args.memory,
+        work=args.work,
+        trust_pickle=args.trust_pickle,
+    )
+    partial = args.json.with_name(args.json.name + ".partial") if args.json else None
+    result = run_bench(cfg, progress=print, partial_json=partial)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+    for skip in result["skipped"]:
+        print(f"skipped {skip['model']} on {skip['backend']}: {skip['reason']}")
+    print(format_table(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}")
+    return 0
