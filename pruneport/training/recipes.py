@@ -1,0 +1,315 @@
+"""The two training recipes: fine-tuning a classifier, and LTP (paper Algorithm 1) on a fine-tuned one.
+
+LTP = three steps: (1) soft pruning, training the weights and the per-layer thresholds with the soft mask and the
+L1 mask regulariser (:mod:`pruneport.training.soft_ltp`); (2) fixing and binarizing the thresholds; (3) fine-tuning
+the weights with hard pruning. Step 3 trains the very :class:`PrunedSequenceClassifier` with :class:`LTPPruner` that
+is saved and exported (gradients flow through its gathers), so the exported model is exactly the trained one.
+
+Each phase checkpoints into the output folder (``checkpoint-<phase>.pt``) and resumes from there; the result is
+``model.pt`` plus ``training.json`` (settings, thresholds, loss and evaluation per phase).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pruneport.methods.checkpoint import LoadedModel, save_model_pt
+from pruneport.methods.ltp import DEFAULT_SCORE_NORM_LENGTH
+from pruneport.training.data import Batch, EncodedData
+from pruneport.training.evaluate import EvalResult, evaluate
+from pruneport.training.model_io import with_thresholds
+from pruneport.training.soft_ltp import SoftLTPModel, mask_regularizer, rising_thresholds, soft_keep_fraction
+from pruneport.training.trainer import ParamGroup, PhaseResult, PhaseSettings, steps_for, train_phase
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneOptions:
+    """Plain fine-tuning. ``steps`` overrides ``epochs`` when given."""
+
+    epochs: float = 2.0
+    steps: int | None = None
+    batch_size: int = 32
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 500
+    train_word_embeddings: bool = False
+
+
+@dataclass
+class LTPOptions:
+    """LTP soft then hard pruning (paper Table A.1 ranges: T in {1,2,5,10,20}e-4, lambda 0.001-0.2, final 0.01).
+
+    lam: weight of the mask regulariser (more pruning when larger); temperature: the sigmoid's T;
+    final_threshold: thresholds start at ``final_threshold * l / L``; threshold_lr: peak learning rate of the
+    thresholds (the weights use ``lr`` in the soft phase and ``hard_lr`` in the hard phase);
+    train_word_embeddings: also train the word-embedding table (off by default: on CPU its dense gradient and AdamW
+    update cost about as much as the rest of a MiniLM step, for little accuracy).
+    """
+
+    lam: float = 0.1
+    temperature: float = 1e-3
+    final_threshold: float = 0.01
+    score_norm_length: int = DEFAULT_SCORE_NORM_LENGTH
+    soft_epochs: float = 1.0
+    soft_steps: int | None = None
+    hard_epochs: float = 1.0
+    hard_steps: int | None = None
+    lr: float = 2e-5
+    hard_lr: float = 2e-5
+    threshold_lr: float = 2e-4
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 500
+    train_word_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise ValueError(f"lambda must be >= 0, got {self.lam}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.final_threshold < 0:
+            raise ValueError(f"final threshold must be >= 0, got {self.final_threshold}")
+        if self.score_norm_length < 1:
+            raise ValueError(f"score_norm_length must be >= 1, got {self.score_norm_length}")
+
+
+@dataclass
+class TrainOutcome:
+    """The trained model (ready to save or export), per-phase results and evaluations."""
+
+    loaded: LoadedModel
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    evals: dict[str, EvalResult] = field(default_factory=dict)
+    thresholds: list[float] = field(default_factory=list)
+    initial_thresholds: list[float] = field(default_factory=list)
+
+
+def cross_entropy_step(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of a PrunedSequenceClassifier; shows accuracy and the share of tokens reaching the last layer."""
+    logits, tokens = model(*batch.inputs)[:2]
+    loss = torch.nn.functional.cross_entropy(logits, batch.labels)
+    stats = {
+        "acc": float((logits.argmax(-1) == batch.labels).float().mean()),
+        "kept": float(tokens[:, -1].sum() / tokens[:, 0].sum()),
+    }
+    return loss, stats
+
+
+def _maybe_eval(model, data: EncodedData | None, name: str, outcome: TrainOutcome, batch_size: int) -> None:
+    if data is None:
+        return
+    result = evaluate(model, data, batch_size=max(64, batch_size))
+    outcome.evals[name] = result
+    log.info(
+        "%s: accuracy %.4f, loss %.4f, relative FLOPs %.3f (%d examples)",
+        name,
+        result.accuracy,
+        result.loss,
+        result.relative_flops,
+        result.examples,
+    )
+
+
+def _write_summary(out_dir: Path | None, outcome: TrainOutcome, recipe: str, options: Any, data_source: str) -> None:
+    if out_dir is None:
+        return
+    summary = {
+        "recipe": recipe,
+        "options": asdict(options),
+        "data": data_source,
+        "thresholds": outcome.thresholds,
+        "initial_thresholds": outcome.initial_thresholds,
+        "phases": {
+            name: {
+                "steps": r.step,
+                "resumed_from": r.resumed_from,
+                "first_loss": r.losses[0] if r.losses else None,
+                "last_loss": r.losses[-1] if r.losses else None,
+            }
+            for name, r in outcome.phases.items()
+        },
+        "eval": {name: e.to_dict() for name, e in outcome.evals.items()},
+    }
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def finetune(
+    loaded: LoadedModel,
+    train: EncodedData,
+    options: FinetuneOptions,
+    out_dir: Path | None = None,
+    eval_data: EncodedData | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainOutcome:
+    """Fine-tune ``loaded`` (an unpruned LTP classifier) with cross-entropy; writes ``out_dir/model.pt``."""
+    model = loaded.model
+    cfg = model.config
+    steps = options.steps if options.steps is not None else steps_for(options.epochs, len(train), options.batch_size)
+    settings = PhaseSettings(
+        "finetune",
+        steps,
+        options.batch_size,
+        options.lr,
+        options.warmup_ratio,
+        options.weight_decay,
+        seed=options.seed,
+    )
+    torch.manual_seed(options.seed)
+    outcome = TrainOutcome(loaded)
+    outcome.phases["finetune"] = train_phase(
+        model,
+        cross_entropy_step,
+        train,
+        settings,
+        _weight_groups(model, options.train_word_embeddings),
+        cfg.pad_token_id,
+        cfg.uses_token_type_ids,
+        checkpoint=out_dir / "checkpoint-finetune.pt" if out_dir else None,
+        checkpoint_every=options.checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
+    outcome.thresholds = list(loaded.pruning["thresholds"])
+    _maybe_eval(model, eval_data, "finetune", outcome, options.batch_size)
+    loaded.notes.append(f"fine-tuned {steps} steps on {train.source}")
+    if out_dir is not None:
+        save_model_pt(loaded, out_dir / "model.pt")
+    _write_summary(out_dir, outcome, "finetune", options, train.source)
+    return outcome
+
+
+def _weight_groups(model: torch.nn.Module, train_word_embeddings: bool, lr: float | None = None) -> list[ParamGroup]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (the usual BERT recipe). Freezes the
+    word-embedding table unless ``train_word_embeddings``."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if name.endswith("word_embeddings.weight"):
+            p.requires_grad_(train_word_embeddings)
+        if not p.requires_grad or name == "thresholds":
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+    return [ParamGroup(decay, lr=lr), ParamGroup(no_decay, lr=lr, weight_decay=0.0)]
+
+
+def train_ltp(
+    loaded: LoadedModel,
+    train: EncodedData,
+    options: LTPOptions,
+    out_dir: Path | None = None,
+    eval_data: EncodedData | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainOutcome:
+    """LTP Algorithm 1 on a fine-tuned classifier ``loaded``; writes ``out_dir/model.pt`` (method "ltp")."""
+    cfg = loaded.model.config
+    layers = cfg.num_hidden_layers
+    initial = rising_thresholds(options.final_threshold, layers)
+    outcome = TrainOutcome(loaded, initial_thresholds=initial)
+    torch.manual_seed(options.seed)
+    checkpoint = (lambda phase: out_dir / f"checkpoint-{phase}.pt") if out_dir else (lambda phase: None)
+    if eval_data is not None:
+        _maybe_eval(with_thresholds(loaded, initial, options.score_norm_length).model, eval_data, "start", outcome, 64)
+
+    # Step 1: soft pruning, weights and thresholds.
+    soft = SoftLTPModel(loaded.model, initial, options.temperature, options.score_norm_length)
+    soft_steps = options.soft_steps
+    if soft_steps is None:
+        soft_steps = steps_for(options.soft_epochs, len(train), options.batch_size)
+    soft_settings = PhaseSettings(
+        "soft",
+        soft_steps,
+        options.batch_size,
+        options.lr,
+        options.warmup_ratio,
+        options.weight_decay,
+        seed=options.seed,
+        extra={
+            "lam": options.lam,
+            "temperature": options.temperature,
+            "threshold_lr": options.threshold_lr,
+            "final_threshold": options.final_threshold,
+            "score_norm_length": options.score_norm_length,
+        },
+    )
+
+    def soft_step(model: SoftLTPModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(*batch.inputs)
+        ce = torch.nn.functional.cross_entropy(out.logits, batch.labels)
+        reg = mask_regularizer(out)
+        stats = {"ce": ce.item(), "mask": reg.item(), "keep": soft_keep_fraction(out)}
+        stats["thr_last"] = model.thresholds[-1].item()
+        return ce + options.lam * reg, stats
+
+    groups = _weight_groups(soft, options.train_word_embeddings) + [
+        ParamGroup([soft.thresholds], lr=options.threshold_lr, weight_decay=0.0)
+    ]
+    outcome.phases["soft"] = train_phase(
+        soft,
+        soft_step,
+        train,
+        soft_settings,
+        groups,
+        cfg.pad_token_id,
+        cfg.uses_token_type_ids,
+        checkpoint=checkpoint("soft"),
+        checkpoint_every=options.checkpoint_every,
+        resume=resume,
+        after_step=lambda m: m.clamp_thresholds(),
+        progress=progress,
+    )
+    # Step 2: fix and binarize the thresholds: the hard-pruning model with the learned effective thresholds.
+    thresholds = soft.effective_thresholds()
+    outcome.thresholds = thresholds
+    log.info("learned thresholds: %s", ", ".join(f"{t:.5f}" for t in thresholds))
+    hard = with_thresholds(loaded, thresholds, options.score_norm_length)
+    _maybe_eval(hard.model, eval_data, "soft", outcome, options.batch_size)
+
+    # Step 3: fine-tune the weights under hard pruning (the model that is saved and exported).
+    hard_steps = options.hard_steps
+    if hard_steps is None:
+        hard_steps = steps_for(options.hard_epochs, len(train), options.batch_size)
+    hard_settings = PhaseSettings(
+        "hard",
+        hard_steps,
+        options.batch_size,
+        options.hard_lr,
+        options.warmup_ratio,
+        options.weight_decay,
+        seed=options.seed + 1,
+        extra={"thresholds": thresholds, "score_norm_length": options.score_norm_length},
+    )
+    outcome.phases["hard"] = train_phase(
+        hard.model,
+        cross_entropy_step,
+        train,
+        hard_settings,
+        _weight_groups(hard.model, options.train_word_embeddings),
+        cfg.pad_token_id,
+        cfg.uses_token_type_ids,
+        checkpoint=checkpoint("hard"),
+        checkpoint_every=options.checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
+    _maybe_eval(hard.model, eval_data, "hard", outcome, options.batch_size)
+    hard.notes.append(
+        f"LTP: soft {soft_steps} steps (lambda {options.lam}, T {options.temperature}), hard {hard_steps} steps"
+    )
+    outcome.loaded = hard
+    if out_dir is not None:
+        save_model_pt(hard, out_dir / "model.pt")
+    _write_summary(out_dir, outcome, "ltp", options, train.source)
+    return outcome
