@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--passes", type=_names, help="comma-separated passes to run instead of the target's default")
     p.add_argument("--list-passes", action="store_true", help="print the passes and default pipelines, then exit")
+    p.add_argument(
+        "--expand-token-prune",
+        action="store_true",
+        help="after the passes, inline ai.pruneport::TokenPrune functions back into standard ops (for OpenVINO)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the source graph")
     p.add_argument("--atol", type=float, default=1e-5, help="parity tolerance on float outputs (default 1e-5)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -41,11 +46,14 @@ def _optimize(args: argparse.Namespace) -> int:
         return 0
     if args.folder is None or args.out is None:
         raise ValueError("optimize needs an export folder and -o OUT (or --list-passes)")
+    passes = args.passes
+    if args.expand_token_prune:
+        passes = [*(passes if passes is not None else DEFAULT_PIPELINES[args.target]), "expand-token-prune"]
     out, runs = optimize_folder(
         args.folder,
         args.out,
         target=args.target,
-        passes=args.passes,
+        passes=passes,
         overwrite=args.overwrite,
         verify=not args.no_verify,
         atol=args.atol,

@@ -20,6 +20,8 @@ _MODULES: dict[str, str] = {
     "score-reduction": "pruneport.passes.score_reduction",
     "attention23": "pruneport.passes.attention23",
     "ort-fusions": "pruneport.passes.ort_fusions",
+    "token-prune": "pruneport.passes.token_prune",
+    "expand-token-prune": "pruneport.passes.token_prune:expand_pass",  # module:object with NAME, SUMMARY, apply
 }
 
 TARGETS = ("onnxruntime", "openvino")
@@ -51,7 +53,10 @@ def get_pass(name: str) -> PassSpec:
     """The pass called ``name``; an unknown name raises ValueError listing the known ones."""
     if name not in _MODULES:
         raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(_MODULES)}")
-    module = importlib.import_module(_MODULES[name])
+    module_name, _, attr = _MODULES[name].partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        module = getattr(module, attr)
     return PassSpec(name, module.SUMMARY, module, getattr(module, "RUNS_ON", None))
 
 
