@@ -55,6 +55,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method-specific loader options given on the command line (those not None)."""
     skip = {"command", "model", "out", "method", "overwrite", "opset", "debug", "verbose", "func", "outputs"}
+    skip |= {"bucket", "split", "cls_only_last_layer"}  # export options, not loader options
+    skip |= {"max_length"}  # export option (manifest max_length)
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None and v is not False}
 
 
@@ -76,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--bucket",
+        type=int,
+        default=0,
+        help="round each prune point's kept length up to a multiple of N (dead slots; same results, fewer shapes "
+        "for OpenVINO); recorded in the manifest, also used for input lengths at run time",
+    )
+    p.add_argument("--split", action="store_true", help="also write one graph per stretch between prune points")
+    p.add_argument(
+        "--cls-only-last-layer",
+        action="store_true",
+        help="compute the last layer for CLS alone (same logits and tokens_per_layer, less work); not with "
+        "--outputs hidden",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        help="longest input the runtime accepts (manifest max_length; default: the checkpoint's, at most the "
+        "backbone's positions)",
+    )
 
     p = sub.add_parser("demo", help="train, export and run the embedded MiniLM LTP demo (offline)")
     p.add_argument("-o", "--out", type=Path, default=Path("demo_out"))
@@ -123,7 +145,28 @@ def _export(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.model, args.method, **options)
     for note in loaded.notes:
         log.info("note: %s", note)
-    out = write_export_folder(loaded, args.out, opset=args.opset, overwrite=args.overwrite)
+    max_length = getattr(args, "max_length", None)
+    if max_length is not None:
+        limit = loaded.model.config.max_tokens
+        if not 1 <= max_length <= limit:
+            raise ValueError(f"--max-length must be between 1 and the backbone's {limit} positions, got {max_length}")
+        loaded.max_length = max_length
+    bucket = getattr(args, "bucket", 0) or 0
+    if bucket < 0:
+        raise ValueError(f"--bucket must be >= 0, got {bucket}")
+    if bucket:
+        loaded.model.bucket = bucket
+    extra = {"bucket": bucket} if bucket else None
+    if getattr(args, "cls_only_last_layer", False):
+        if args.outputs == "hidden" or getattr(args, "split", False):
+            raise ValueError("--cls-only-last-layer computes CLS alone: it cannot go with --outputs hidden or --split")
+        loaded.model.cls_only_last_layer = True
+        extra = {**(extra or {}), "cls_only_last_layer": True}
+    out = write_export_folder(loaded, args.out, opset=args.opset, overwrite=args.overwrite, extra=extra)
+    if getattr(args, "split", False):
+        from pruneport.export.split import add_split_export
+
+        add_split_export(loaded.model, out, opset=args.opset)
     print(f"exported {loaded.method} model to {out}")
     return 0
 

@@ -13,7 +13,15 @@ from pruneport.runtime.classifier import Predictions, TextClassifier
 from pruneport.runtime.session import ModelLoadError, open_session
 from pruneport.runtime.text import TextTooLongError
 
-__all__ = ["ModelLoadError", "NotAnExportError", "Predictions", "TextClassifier", "TextTooLongError", "load"]
+__all__ = [
+    "ModelLoadError",
+    "NotAnExportError",
+    "Predictions",
+    "TextClassifier",
+    "TextTooLongError",
+    "load",
+    "open_session",
+]
 
 
 def load(
@@ -22,17 +30,30 @@ def load(
     device: str = "cpu",
     batch_size: int = 32,
     threads: int = 0,
+    precision: str = "f32",
+    mode: str = "latency",
+    split: bool | None = None,
+    bucket: int | None = None,
 ) -> TextClassifier:
     """Load an export folder for inference.
 
     Args:
         folder: a folder written by ``pruneport export`` (or optimize / quantize).
-        backend: "onnxruntime".
-        device: "cpu" or "gpu".
+        backend: "onnxruntime" or "openvino" (reads the IR of ``pruneport convert``, else the ONNX).
+        device: "cpu" or "gpu" (OpenVINO also "auto").
         batch_size: texts per run in ``predict``.
         threads: intra-op threads (0 = the engine's default).
+        precision: "f32" (default); OpenVINO also "bf16" or "f16" (may change which tokens are kept).
+        mode: "latency" (one batch at a time) or "throughput" (batches run concurrently).
+        split: run the loop-split export (``export --split``): None = the backend's default when present.
+        bucket: pad input lengths (and, for split exports, kept lengths) up to a multiple of this; None = the
+            manifest's value or the backend's default, 0 = off.
     """
+    from pruneport.runtime.split import open_export
+
     folder = Path(folder)
     manifest = Manifest.read(folder)
-    session = open_session(folder / manifest.model_file, backend, device, threads=threads)
-    return TextClassifier(folder, manifest, session, batch_size=batch_size)
+    session, bucket = open_export(
+        folder, manifest, backend, device, split=split, bucket=bucket, threads=threads, precision=precision, mode=mode
+    )
+    return TextClassifier(folder, manifest, session, batch_size=batch_size, bucket=bucket, mode=mode)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pruneport.export.manifest import Manifest
-from pruneport.runtime.session import Session
+from pruneport.runtime.session import Session, run_many
 from pruneport.runtime.text import TextEncoder, TextInput, length_batches, pad_batch
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class TextClassifier:
     """Runs an export folder on texts. Build it with :func:`pruneport.runtime.load`."""
 
-    def __init__(self, folder: Path, manifest: Manifest, session: Session, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        session: Session,
+        batch_size: int = 32,
+        bucket: int = 0,
+        mode: str = "latency",
+    ) -> None:
         self.folder = folder
+        self.bucket = bucket  # > 0: input widths padded up to a multiple (masked; results unchanged)
+        self.mode = mode  # "throughput": batches run concurrently (run_many)
         self.manifest = manifest
         self.session = session
         self.batch_size = batch_size
@@ -55,6 +65,9 @@ class TextClassifier:
 
     def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one padded batch of int64 feeds; checks shapes and the model's maximum length."""
+        return self.session.run(self._checked(feeds))
+
+    def _checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.manifest.inputs if n not in feeds]
         if missing:
             raise ValueError(f"missing inputs {missing}; the model takes {self.manifest.inputs}")
@@ -63,7 +76,7 @@ class TextClassifier:
             raise ValueError(f"sequence length {width} exceeds the model's maximum {self.manifest.max_length}")
         if width == 0:
             raise ValueError("empty input: sequence length 0")
-        return self.session.run({n: np.ascontiguousarray(feeds[n], dtype=np.int64) for n in self.manifest.inputs})
+        return {n: np.ascontiguousarray(feeds[n], dtype=np.int64) for n in self.manifest.inputs}
 
     def predict(
         self, texts: TextInput | Sequence[TextInput], batch_size: int | None = None, truncate: bool = True
@@ -82,14 +95,23 @@ class TextClassifier:
         n, layers = len(texts), self.manifest.num_layers
         logits = np.zeros((n, len(self.manifest.label_names)), dtype=np.float32)
         tokens = np.zeros((n, layers), dtype=np.int64)
-        for batch in length_batches([len(i) for i in encoded.ids], batch_size or self.batch_size):
-            feeds = pad_batch(
+        batches = length_batches([len(i) for i in encoded.ids], batch_size or self.batch_size)
+        all_feeds = [
+            pad_batch(
                 [encoded.ids[i] for i in batch],
                 [encoded.type_ids[i] for i in batch],
                 self.manifest.pad_token_id,
                 self.with_types,
+                self.bucket,
+                self.manifest.max_length,
             )
-            out = self.run_feeds(feeds)
+            for batch in batches
+        ]
+        if self.mode == "throughput":
+            outs = run_many(self.session, [self._checked(feeds) for feeds in all_feeds])
+        else:
+            outs = [self.run_feeds(feeds) for feeds in all_feeds]
+        for batch, out in zip(batches, outs, strict=True):
             logits[batch] = out["logits"]
             tokens[batch] = out["tokens_per_layer"]
         ids = logits.argmax(-1)

@@ -7,6 +7,8 @@ Engines are imported lazily so that ``pruneport.runtime`` needs only numpy, toke
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -61,8 +63,159 @@ class OrtSession:
         return dict(zip(self.output_names, values, strict=True))
 
 
+BACKENDS = ("onnxruntime", "openvino")
+PRECISIONS = ("f32", "bf16", "f16")
+MODES = ("latency", "throughput")
+
+
 def open_session(model_path: Path, backend: str, device: str, **options) -> Session:
-    """A session of the named backend; unknown backends raise ValueError naming the known ones."""
+    """A session of the named backend; unknown backends raise ValueError naming the known ones.
+
+    Options: ``threads``; ``precision`` ("f32" default; OpenVINO also "bf16"/"f16"); ``mode`` ("latency" or
+    "throughput": OpenVINO's performance hint and async queue, one intra-op thread per parallel run on ORT).
+    """
+    precision = options.pop("precision", "f32") or "f32"
+    mode = options.pop("mode", "latency") or "latency"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use 'latency' or 'throughput'")
     if backend == "onnxruntime":
-        return OrtSession(model_path, device=device, **options)
-    raise ValueError(f"unknown backend {backend!r}; known backends: onnxruntime")
+        if precision != "f32":
+            raise ValueError(f"precision {precision!r} is an OpenVINO option; ONNX Runtime runs the graph as stored")
+        if mode == "throughput" and not options.get("threads"):
+            options["threads"] = 1  # parallel runs, one thread each (see run_many)
+        session = OrtSession(model_path, device=device, **options)
+        session.jobs = 0 if mode == "latency" else (os.cpu_count() or 1)
+        return session
+    if backend == "openvino":
+        return OpenVINOSession(model_path, device=device, precision=precision, mode=mode, **options)
+    raise ValueError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
+
+
+def _read_ov_model(core, model_path: Path):
+    if not model_path.exists():
+        raise ModelLoadError(f"model file not found: {model_path}")
+    try:
+        return core.read_model(str(model_path))
+    except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
+        raise ModelLoadError(f"cannot load {model_path} with OpenVINO: {err}") from None
+
+
+class OpenVINOSession:
+    """OpenVINO on "cpu", "gpu" or "auto"; reads IR (model.xml) or ONNX.
+
+    precision: "f32" by default (OpenVINO would pick bf16 on CPUs with native bf16, which changes pruning
+    decisions: deployment-notes section 1), "bf16" or "f16" on request. mode: "latency" (one request at a time) or
+    "throughput" (``run_many`` through an ``AsyncInferQueue``). ``run`` is thread-safe (one infer request per
+    thread). static_shapes: compile one static-shape model per distinct input shape (cached; for split stages,
+    whose shapes the runtime buckets; single-thread use only).
+    """
+
+    DEVICES = {"cpu": "CPU", "gpu": "GPU", "auto": "AUTO"}
+
+    def __init__(
+        self,
+        model_path: Path,
+        device: str = "cpu",
+        threads: int = 0,
+        precision: str = "f32",
+        mode: str = "latency",
+        jobs: int = 0,
+        spinning: bool = True,
+        static_shapes: bool = False,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ModelLoadError("backend='openvino' needs openvino (pip install 'pruneport[openvino]')") from None
+        if device.lower() not in self.DEVICES:
+            raise ValueError(f"unknown device {device!r} for openvino; use 'cpu', 'gpu' or 'auto'")
+        target = self.DEVICES[device.lower()]
+        core = ov.Core()
+        if target == "GPU" and not any(d.startswith("GPU") for d in core.available_devices):
+            raise ModelLoadError(f"device='gpu': OpenVINO sees no GPU here (devices: {core.available_devices})")
+        model = _read_ov_model(core, model_path)
+        config: dict[str, str] = {"PERFORMANCE_HINT": mode.upper()}
+        if target != "AUTO":
+            config["INFERENCE_PRECISION_HINT"] = {"f32": "f32", "bf16": "bf16", "f16": "f16"}[precision]
+        if threads and target == "CPU":
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+        try:
+            self._compiled = core.compile_model(model, target, config)
+        except Exception as err:
+            raise ModelLoadError(f"OpenVINO cannot compile {model_path} for {target}: {err}") from None
+        self._static: dict | None = {} if static_shapes else None
+        self._static_args = (core, model, target, config)
+        self.input_names = [i.get_any_name() for i in self._compiled.inputs]
+        self.output_names = [o.get_any_name() for o in self._compiled.outputs]
+        self.device = target
+        self.precision = precision
+        self.mode = mode
+        self.jobs = jobs if jobs > 0 else (0 if mode == "latency" or static_shapes else self._optimal_requests())
+        self._local = threading.local()
+
+    def _optimal_requests(self) -> int:
+        try:
+            return int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except Exception:
+            return os.cpu_count() or 1
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+    def _outputs(self, request) -> dict[str, np.ndarray]:
+        return {n: request.get_tensor(n).data.copy() for n in self.output_names}
+
+    def _static_request(self, feeds: dict[str, np.ndarray]):
+        key = tuple(feeds[n].shape for n in self.input_names)
+        request = self._static.get(key)
+        if request is None:
+            core, model, target, config = self._static_args
+            fixed = model.clone()
+            fixed.reshape({n: list(feeds[n].shape) for n in self.input_names})
+            request = self._static[key] = core.compile_model(fixed, target, config).create_infer_request()
+        return request
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = self._request() if self._static is None else self._static_request(feeds)
+        request.infer({n: feeds[n] for n in self.input_names})
+        return self._outputs(request)
+
+    def run_many(self, feeds_list: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Run independent batches concurrently through an ``AsyncInferQueue``; results in input order."""
+        import openvino as ov
+
+        results: list[dict[str, np.ndarray] | None] = [None] * len(feeds_list)
+
+        def done(request, index: int) -> None:
+            results[index] = self._outputs(request)
+
+        queue = ov.AsyncInferQueue(self._compiled, max(1, self.jobs))
+        queue.set_callback(done)
+        for index, feeds in enumerate(feeds_list):
+            queue.start_async({n: feeds[n] for n in self.input_names}, index)
+        queue.wait_all()
+        return results  # type: ignore[return-value]
+
+
+def run_many(session: Session, feeds_list: list[dict[str, np.ndarray]], jobs: int = 0) -> list[dict[str, np.ndarray]]:
+    """Run independent batches; concurrently when the session supports it (results in input order).
+
+    Sessions with their own ``run_many`` (OpenVINO's async queue) use it; others run ``jobs`` (default: the
+    session's ``jobs`` attribute, 0 = sequential) threads over ``session.run`` (ONNX Runtime and OpenVINO release
+    the GIL while running).
+    """
+    own = getattr(session, "run_many", None)
+    if own is not None and getattr(session, "jobs", 0) > 0:
+        return own(feeds_list)
+    jobs = jobs or getattr(session, "jobs", 0)
+    if jobs <= 1 or len(feeds_list) <= 1:
+        return [session.run(f) for f in feeds_list]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(session.run, feeds_list))

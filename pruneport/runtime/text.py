@@ -83,10 +83,22 @@ def _as_args(item: TextInput) -> tuple[str, ...]:
 
 
 def pad_batch(
-    ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]], pad_token_id: int, with_types: bool
+    ids: Sequence[Sequence[int]],
+    type_ids: Sequence[Sequence[int]],
+    pad_token_id: int,
+    with_types: bool,
+    multiple: int = 0,
+    max_width: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Right-pad rows to the longest one: input_ids, attention_mask (and token_type_ids), int64 [batch, seq]."""
+    """Right-pad rows to the longest one: input_ids, attention_mask (and token_type_ids), int64 [batch, seq].
+
+    multiple > 0 pads the width further up to a multiple of it (never above ``max_width`` when that is > 0), so a
+    runtime that compiles per shape (OpenVINO) sees few distinct widths; padding is masked, results do not change.
+    """
     width = max(len(r) for r in ids)
+    if multiple > 0:
+        rounded = -(-width // multiple) * multiple
+        width = max(width, min(rounded, max_width)) if max_width > 0 else rounded
     feeds = {
         "input_ids": np.full((len(ids), width), pad_token_id, dtype=np.int64),
         "attention_mask": np.zeros((len(ids), width), dtype=np.int64),
