@@ -55,8 +55,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     """The method-specific loader options given on the command line (those not None)."""
     skip = {"command", "model", "out", "method", "overwrite", "opset", "debug", "verbose", "func", "outputs"}
-    skip |= {"bucket", "split", "cls_only_last_layer"}  # export options, not loader options
-    skip |= {"max_length"}  # export option (manifest max_length)
+    skip |= {"bucket", "split", "cls_only_last_layer", "max_length"}  # export options, not loader options
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None and v is not False}
 
 
@@ -145,28 +144,16 @@ def _export(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.model, args.method, **options)
     for note in loaded.notes:
         log.info("note: %s", note)
-    max_length = getattr(args, "max_length", None)
-    if max_length is not None:
-        limit = loaded.model.config.max_tokens
-        if not 1 <= max_length <= limit:
-            raise ValueError(f"--max-length must be between 1 and the backbone's {limit} positions, got {max_length}")
-        loaded.max_length = max_length
-    bucket = getattr(args, "bucket", 0) or 0
-    if bucket < 0:
-        raise ValueError(f"--bucket must be >= 0, got {bucket}")
-    if bucket:
-        loaded.model.bucket = bucket
-    extra = {"bucket": bucket} if bucket else None
-    if getattr(args, "cls_only_last_layer", False):
-        if args.outputs == "hidden" or getattr(args, "split", False):
-            raise ValueError("--cls-only-last-layer computes CLS alone: it cannot go with --outputs hidden or --split")
-        loaded.model.cls_only_last_layer = True
-        extra = {**(extra or {}), "cls_only_last_layer": True}
-    out = write_export_folder(loaded, args.out, opset=args.opset, overwrite=args.overwrite, extra=extra)
-    if getattr(args, "split", False):
-        from pruneport.export.split import add_split_export
-
-        add_split_export(loaded.model, out, opset=args.opset)
+    out = write_export_folder(
+        loaded,
+        args.out,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        bucket=args.bucket,
+        cls_only_last_layer=args.cls_only_last_layer,
+        split=args.split,
+        max_length=args.max_length,
+    )
     print(f"exported {loaded.method} model to {out}")
     return 0
 

@@ -76,8 +76,37 @@ def write_export_folder(
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    *,
+    bucket: int = 0,
+    cls_only_last_layer: bool = False,
+    split: bool = False,
+    max_length: int | None = None,
 ) -> Path:
-    """Export ``loaded`` to the folder ``out`` atomically; returns ``out``."""
+    """Export ``loaded`` to the folder ``out`` atomically; returns ``out``.
+
+    Args:
+        bucket: round each prune point's kept width up to a multiple of this (0: off); recorded in the manifest.
+        cls_only_last_layer: compute the last layer for CLS alone (same logits and tokens_per_layer).
+        split: also write one graph per stretch between prune points (``split/``, see ``pruneport.export.split``).
+        max_length: longest input the runtime accepts (default: the checkpoint's, at most the backbone's positions).
+    """
+    model = loaded.model
+    limit = model.config.max_tokens
+    if max_length is not None and not 1 <= max_length <= limit:
+        raise ValueError(f"--max-length must be between 1 and the backbone's {limit} positions, got {max_length}")
+    if bucket < 0:
+        raise ValueError(f"--bucket must be >= 0, got {bucket}")
+    if cls_only_last_layer and (model.output_hidden or split):
+        raise ValueError("--cls-only-last-layer computes CLS alone: it cannot go with --outputs hidden or --split")
+    extra = dict(extra or {})
+    if bucket:
+        model.bucket = bucket
+        extra["bucket"] = bucket
+    if cls_only_last_layer:
+        model.cls_only_last_layer = True
+        extra["cls_only_last_layer"] = True
+    if max_length is not None:
+        loaded.max_length = max_length
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
@@ -101,9 +130,13 @@ def write_export_folder(
             pruneport_version=pruneport.__version__,
             opset=opset,
             history=[{"step": "export", "source": loaded.source, "torch": torch.__version__}],
-            extra={"notes": loaded.notes, **(extra or {})},
+            extra={"notes": loaded.notes, **extra},
         )
         manifest.write(tmp)
+        if split:
+            from pruneport.export.split import add_split_export
+
+            add_split_export(model, tmp, opset=opset)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
