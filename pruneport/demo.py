@@ -34,9 +34,9 @@ LABEL_NAMES = ["negative", "positive"]
 class DemoSchedule:
     """The demo's short training schedule (steps of ``batch_size`` examples at ``max_length`` tokens)."""
 
-    finetune_steps: int = 90
-    soft_steps: int = 45
-    hard_steps: int = 45
+    finetune_steps: int = 60
+    soft_steps: int = 30
+    hard_steps: int = 30
     batch_size: int = 32
     max_length: int = 64
     finetune_lr: float = 1e-4

@@ -48,6 +48,8 @@ def export_onnx_model(model: torch.nn.Module, path: Path, opset: int = DEFAULT_O
     model.eval()
     cfg: BackboneConfig = model.config
     inputs = sample_inputs(cfg)
+    # the exporter warns once per torchvision op it cannot register; torchvision is deliberately not installed
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1, max=4096)
     seq = torch.export.Dim("sequence", min=1, max=cfg.max_tokens)
     dynamic = {name: {0: batch, 1: seq} for name in model.input_names}
