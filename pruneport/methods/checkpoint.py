@@ -200,6 +200,36 @@ def load_into(
     return sorted(allowed_missing)
 
 
+def loaded_from_hf_folder(
+    model: torch.nn.Module,
+    folder: Path,
+    config: dict[str, Any],
+    method: str,
+    pruning: dict[str, Any],
+    mapped: dict[str, torch.Tensor],
+    leftover: Iterable[str],
+    options: dict[str, Any],
+    notes: list[str],
+) -> LoadedModel:
+    """Load a method's renamed HF-folder weights into ``model`` strictly and wrap it with the folder's tokenizer.
+
+    A missing classifier head is allowed only with ``options["allow_missing_head"]`` (a head the caller trains).
+    """
+    head_optional = bool(options.get("allow_missing_head"))
+    load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
+    return LoadedModel(
+        model=model.eval(),
+        method=method,
+        backbone=config,
+        pruning=pruning,
+        tokenizer_json=tokenizer_json_from_folder(folder),
+        label_names=label_names_from_config(config, model.config.num_labels),
+        max_length=model.config.max_tokens,
+        source=str(folder),
+        notes=notes,
+    )
+
+
 def tokenizer_json_from_folder(folder: Path) -> str:
     """tokenizer.json text of a HF folder; converts vocab.txt or vocab.json + merges.txt through transformers."""
     tj = folder / "tokenizer.json"

@@ -270,18 +270,16 @@ def load_folder(folder, options: dict[str, Any]):
     state = ck.read_state_dict(folder, bool(options.get("trust_pickle")))
     model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
     mapped, leftover = ck.map_hf_state(state, cfg)
-    head_optional = bool(options.get("allow_missing_head"))
-    ck.load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
-    return ck.LoadedModel(
-        model=model.eval(),
-        method="pyramid",
-        backbone=config,
-        pruning=params.to_dict(),
-        tokenizer_json=ck.tokenizer_json_from_folder(folder),
-        label_names=ck.label_names_from_config(config, cfg.num_labels),
-        max_length=cfg.max_tokens,
-        source=str(folder),
-        notes=["Pyramid-BERT is for sequence-level (CLS) tasks; pruned tokens are discarded"],
+    return ck.loaded_from_hf_folder(
+        model,
+        folder,
+        config,
+        "pyramid",
+        params.to_dict(),
+        mapped,
+        leftover,
+        options,
+        ["Pyramid-BERT is for sequence-level (CLS) tasks; pruned tokens are discarded"],
     )
 
 

@@ -165,21 +165,11 @@ def load_folder(folder, options: dict[str, Any]):
     mapped.update({names[k]: state[k] for k in names})
     leftover = [k for k in leftover if k not in names]
     model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
-    head_optional = bool(options.get("allow_missing_head"))
-    ck.load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
     notes = ["Transkimmer decisions use the deterministic argmax (upstream samples Gumbel-softmax at evaluation)"]
     if "skim_coefficient" not in config:
         notes.append("config.json has no skim_coefficient (upstream writes one); loaded by the predictor keys")
     if params.semantics == "master":
         notes.append("master semantics: skimmed tokens are masked after the softmax and still computed (no speedup)")
-    return ck.LoadedModel(
-        model=model.eval(),
-        method="transkimmer",
-        backbone=config,
-        pruning=params.to_dict(),
-        tokenizer_json=ck.tokenizer_json_from_folder(folder),
-        label_names=ck.label_names_from_config(config, cfg.num_labels),
-        max_length=cfg.max_tokens,
-        source=str(folder),
-        notes=notes,
+    return ck.loaded_from_hf_folder(
+        model, folder, config, "transkimmer", params.to_dict(), mapped, leftover, options, notes
     )

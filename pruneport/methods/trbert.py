@@ -173,21 +173,9 @@ def load_folder(folder, options: dict[str, Any]):
     mapped.update({names[k]: state[k] for k in names})
     leftover = [k for k in leftover if k not in names]
     model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
-    head_optional = bool(options.get("allow_missing_head"))
-    ck.load_into(model, mapped, leftover, str(folder), optional=lambda k: head_optional and k.startswith("classifier."))
     notes = [
         f"TR-BERT selects tokens before layers {list(params.selection_layers)} (0-based)",
         "pruneport keeps kept tokens in position order and is batch invariant (upstream: probability order, "
         "batch-maximum count); equal to upstream at batch size 1",
     ]
-    return ck.LoadedModel(
-        model=model.eval(),
-        method="trbert",
-        backbone=config,
-        pruning=params.to_dict(),
-        tokenizer_json=ck.tokenizer_json_from_folder(folder),
-        label_names=ck.label_names_from_config(config, cfg.num_labels),
-        max_length=cfg.max_tokens,
-        source=str(folder),
-        notes=notes,
-    )
+    return ck.loaded_from_hf_folder(model, folder, config, "trbert", params.to_dict(), mapped, leftover, options, notes)
