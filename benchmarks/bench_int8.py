@@ -191,10 +191,9 @@ def main() -> None:
     (args.work / "bench_int8.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     print(f"\nMiniLM LTP, SST-2 dev ({dev.n} examples), thresholds as trained (scale 1); machine: {machine}")
-    print(
-        f"baseline FP16 unpruned: {baseline['gbops']:.2f} GBOPs/example, "
-        f"FP32-unpruned accuracy {baseline['accuracy']:.4f}"
-    )
+    accuracy = baseline["accuracy"]
+    shown = f"{accuracy:.4f}" if accuracy is not None else "not measured (no scale 0 in --scales)"
+    print(f"baseline FP16 unpruned: {baseline['gbops']:.2f} GBOPs/example, FP32-unpruned accuracy {shown}")
     print(
         "| variant | accuracy | drop (pts) | rel. FLOPs | rel. BOPs | BOPs reduction | identical kept | kept rel. diff "
         "| ms/example (b=1) | speed vs FP32 ORT | acc. target | BOPs target |"
