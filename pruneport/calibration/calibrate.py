@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import pruneport
 from pruneport.calibration.batches import TokenizedData
 from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import ThresholdError, threshold_name, threshold_spec
+from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 from pruneport.report.flops import relative_flops
 
@@ -202,12 +202,10 @@ def write_thresholds(
     """Copy an export folder to ``out`` with new graph threshold values (and the manifest's pruning updated)."""
     folder, out = Path(folder), Path(out)
     manifest = Manifest.read(folder)
-    if out.exists() and out.resolve() != folder.resolve() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    if out.resolve() != folder.resolve():  # calibrating in place replaces the folder itself
+        check_writable(out, overwrite)
     spec = threshold_spec(manifest.method)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         for item in folder.iterdir():
             if item.is_file() and item.name != "pruneport.json":
                 shutil.copy(item, tmp / item.name)
@@ -238,10 +236,4 @@ def write_thresholds(
         manifest.pruning = spec.update(manifest.pruning, manifest.num_layers, values)
         manifest.history = [*manifest.history, {**step, "pruneport": pruneport.__version__}]
         manifest.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -45,6 +45,7 @@ import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
 from pruneport.calibration.graph import GraphIndex, MatMulInfo, matmul_table
 from pruneport.calibration.thresholds import ThresholdError, name_thresholds, set_thresholds, threshold_spec
+from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -343,58 +344,50 @@ def quantize_folder(
     manifest = Manifest.read(folder)
     if out.resolve() == folder.resolve():
         raise ValueError("the output folder must differ from the input folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    check_writable(out, overwrite)
     model = prepared_fp32(folder, manifest)
     table = matmul_table(model)
     path = score_path(model, table, manifest) if opts.keep_score_path else ScorePath()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="pruneport-quant-"))
     try:
-        if opts.backend == "openvino":
-            import openvino as ov
+        with staged_folder(out) as tmp:
+            if opts.backend == "openvino":
+                import openvino as ov
 
-            quantized = _quantize_openvino(model, manifest, data, opts, path.matmuls, work, validation)
-            ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
-            model_file, scheme = "model.xml", "nncf-transformer" + ("-accuracy-control" if opts.max_drop else "")
-            rewired = 0
-        else:
-            if opts.mode == "static":
-                qmodel = _quantize_ort_static(model, manifest, data, opts, path.matmuls, work)
-                rewired = restore_float_inputs(qmodel, path, table) if opts.keep_score_path else 0
-                scheme = f"qdq-u8s8-{opts.calibration}"
+                quantized = _quantize_openvino(model, manifest, data, opts, path.matmuls, work, validation)
+                ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
+                model_file, scheme = "model.xml", "nncf-transformer" + ("-accuracy-control" if opts.max_drop else "")
+                rewired = 0
             else:
-                qmodel = _quantize_ort_dynamic(model, opts, path.matmuls, work)
-                rewired, scheme = 0, "dynamic-s8"
-            onnx.checker.check_model(qmodel)
-            onnx.save(qmodel, str(tmp / "model.onnx"))
-            model_file = "model.onnx"
-        shutil.copy(folder / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
-        step: dict[str, Any] = {
-            "step": "quantize",
-            "backend": opts.backend,
-            "scheme": scheme,
-            "score_path_fp32": opts.keep_score_path,
-            "calibration": {"source": data.source, "examples": data.n},
-            "pruneport": pruneport.__version__,
-        }
-        manifest.model_file = model_file
-        manifest.precision = "int8"
-        manifest.history = [*manifest.history, step]
-        manifest.extra = {
-            **manifest.extra,
-            "backend": opts.backend,
-            "quantization": {**step, "fp32_matmuls": path.matmuls, "rewired_inputs": rewired},
-            "matmuls": [m.to_dict() for m in table],
-        }
-        manifest.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                if opts.mode == "static":
+                    qmodel = _quantize_ort_static(model, manifest, data, opts, path.matmuls, work)
+                    rewired = restore_float_inputs(qmodel, path, table) if opts.keep_score_path else 0
+                    scheme = f"qdq-u8s8-{opts.calibration}"
+                else:
+                    qmodel = _quantize_ort_dynamic(model, opts, path.matmuls, work)
+                    rewired, scheme = 0, "dynamic-s8"
+                onnx.checker.check_model(qmodel)
+                onnx.save(qmodel, str(tmp / "model.onnx"))
+                model_file = "model.onnx"
+            shutil.copy(folder / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
+            step: dict[str, Any] = {
+                "step": "quantize",
+                "backend": opts.backend,
+                "scheme": scheme,
+                "score_path_fp32": opts.keep_score_path,
+                "calibration": {"source": data.source, "examples": data.n},
+                "pruneport": pruneport.__version__,
+            }
+            manifest.model_file = model_file
+            manifest.precision = "int8"
+            manifest.history = [*manifest.history, step]
+            manifest.extra = {
+                **manifest.extra,
+                "backend": opts.backend,
+                "quantization": {**step, "fp32_matmuls": path.matmuls, "rewired_inputs": rewired},
+                "matmuls": [m.to_dict() for m in table],
+            }
+            manifest.write(tmp)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %s (%s %s)", out, opts.backend, scheme)

@@ -11,8 +11,6 @@ and ``onnx.checker`` passed, so a failed export leaves nothing half-written.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import onnx
 import torch
 
 import pruneport
+from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
@@ -110,11 +109,8 @@ def write_export_folder(
     if max_length is not None:
         loaded.max_length = max_length
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_writable(out, overwrite)
+    with staged_folder(out) as tmp:
         model = loaded.model.eval()
         cfg: BackboneConfig = model.config
         log.info("exporting %s model (%d layers) to ONNX", loaded.method, cfg.num_hidden_layers)
@@ -139,11 +135,5 @@ def write_export_folder(
             from pruneport.export.split import add_split_export
 
             add_split_export(model, tmp, opset=opset)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s", out)
     return out

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
+from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,8 @@ def convert_to_openvino(src: str | Path, out: str | Path, fp16: bool = False, ov
         raise ValueError(f"{src} holds {manifest.model_file}, not an ONNX model; convert an ONNX export folder")
     if src.resolve() == out.resolve():
         raise ValueError("the output folder must differ from the input folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_writable(out, overwrite)
+    with staged_folder(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         xml = Path(manifest.model_file).with_suffix(".xml").as_posix()
         log.info("converting %s to OpenVINO IR (%s weights)", manifest.model_file, "FP16" if fp16 else "FP32")
@@ -57,11 +54,5 @@ def convert_to_openvino(src: str | Path, out: str | Path, fp16: bool = False, ov
         manifest.extra["openvino"] = info
         manifest.history.append({"step": "convert", "format": "openvino", **info})
         manifest.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote %s", out)
     return out

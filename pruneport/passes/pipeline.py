@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import onnx
 import onnx_ir as ir
 
 import pruneport
+from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 from pruneport.passes.parity import DEFAULT_ATOL, check_parity
 from pruneport.passes.registry import PassSpec, resolve_pipeline
@@ -81,11 +81,8 @@ def optimize_folder(
     specs = resolve_pipeline(target, passes)
     if out.resolve() == source.resolve():
         raise ValueError("the output folder must differ from the export folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_writable(out, overwrite)
+    with staged_folder(out) as tmp:
         runs = optimize_file(model_path, tmp / MODEL_FILE, specs)
         entry = {"step": "optimize", "target": target, "passes": [[r.name, r.count] for r in runs]}
         entry["pruneport"] = pruneport.__version__
@@ -111,12 +108,6 @@ def optimize_folder(
         manifest.opset = max(manifest.opset, _default_opset(tmp / MODEL_FILE))
         manifest.history = [*manifest.history, entry]
         manifest.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, runs
 
 
