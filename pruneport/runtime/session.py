@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -72,7 +73,8 @@ def open_session(model_path: Path, backend: str, device: str, **options) -> Sess
     """A session of the named backend; unknown backends raise ValueError naming the known ones.
 
     Options: ``threads``; ``precision`` ("f32" default; OpenVINO also "bf16"/"f16"); ``mode`` ("latency" or
-    "throughput": OpenVINO's performance hint and async queue, one intra-op thread per parallel run on ORT).
+    "throughput": OpenVINO's performance hint and a pool of async infer requests, one intra-op thread per parallel
+    run on ORT).
     """
     precision = options.pop("precision", "f32") or "f32"
     mode = options.pop("mode", "latency") or "latency"
@@ -107,7 +109,7 @@ class OpenVINOSession:
 
     precision: "f32" by default (OpenVINO would pick bf16 on CPUs with native bf16, which changes pruning
     decisions: deployment-notes section 1), "bf16" or "f16" on request. mode: "latency" (one request at a time) or
-    "throughput" (``run_many`` through an ``AsyncInferQueue``). ``run`` is thread-safe (one infer request per
+    "throughput" (``run_many`` over a pool of async infer requests). ``run`` is thread-safe (one infer request per
     thread). static_shapes: compile one static-shape model per distinct input shape (cached; for split stages,
     whose shapes the runtime buckets; single-thread use only).
     """
@@ -154,6 +156,8 @@ class OpenVINOSession:
         self.mode = mode
         self.jobs = jobs if jobs > 0 else (0 if mode == "latency" or static_shapes else self._optimal_requests())
         self._local = threading.local()
+        self._pool: list = []
+        self._pool_lock = threading.Lock()
 
     def _optimal_requests(self) -> int:
         try:
@@ -186,26 +190,43 @@ class OpenVINOSession:
         return self._outputs(request)
 
     def run_many(self, feeds_list: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Run independent batches concurrently through an ``AsyncInferQueue``; results in input order."""
-        import openvino as ov
+        """Run independent batches concurrently on a pool of ``jobs`` infer requests; results in input order.
 
-        results: list[dict[str, np.ndarray] | None] = [None] * len(feeds_list)
-
-        def done(request, index: int) -> None:
-            results[index] = self._outputs(request)
-
-        queue = ov.AsyncInferQueue(self._compiled, max(1, self.jobs))
-        queue.set_callback(done)
-        for index, feeds in enumerate(feeds_list):
-            queue.start_async({n: feeds[n] for n in self.input_names}, index)
-        queue.wait_all()
+        The requests belong to the session and are started and waited on from the calling thread. OpenVINO's
+        ``AsyncInferQueue`` with a Python callback was used before: its callback threads could hold the last
+        reference to a request while the queue was dropped, and OpenVINO then aborted the process
+        ("Resource deadlock avoided", a worker thread joining itself).
+        """
+        with self._pool_lock:
+            if len(self._pool) < max(1, self.jobs):
+                self._pool.extend(
+                    self._compiled.create_infer_request() for _ in range(max(1, self.jobs) - len(self._pool))
+                )
+            results: list[dict[str, np.ndarray] | None] = [None] * len(feeds_list)
+            free = list(self._pool)
+            running: deque = deque()
+            for index, feeds in enumerate(feeds_list):
+                if not free:
+                    free.append(self._collect(running.popleft(), results))
+                request = free.pop()
+                request.start_async({n: feeds[n] for n in self.input_names})
+                running.append((index, request))
+            while running:
+                self._collect(running.popleft(), results)
         return results  # type: ignore[return-value]
+
+    def _collect(self, started: tuple[int, object], results: list) -> object:
+        """Wait for a started request, store its outputs at its input's index, and hand the request back."""
+        index, request = started
+        request.wait()
+        results[index] = self._outputs(request)
+        return request
 
 
 def run_many(session: Session, feeds_list: list[dict[str, np.ndarray]], jobs: int = 0) -> list[dict[str, np.ndarray]]:
     """Run independent batches; concurrently when the session supports it (results in input order).
 
-    Sessions with their own ``run_many`` (OpenVINO's async queue) use it; others run ``jobs`` (default: the
+    Sessions with their own ``run_many`` (OpenVINO's request pool) use it; others run ``jobs`` (default: the
     session's ``jobs`` attribute, 0 = sequential) threads over ``session.run`` (ONNX Runtime and OpenVINO release
     the GIL while running).
     """
