@@ -3,14 +3,17 @@
 Two searches, both run on the deployed graph itself (ONNX Runtime or OpenVINO IR, FP32 or INT8), over tokenized
 calibration batches (:mod:`pruneport.calibration.batches`):
 
-- :func:`search_flops_scale`: one scale ``s`` on all trained thresholds so that the relative FLOPs
+- :func:`search_flops_scale`: one threshold scale ``s`` on all trained thresholds so that the relative FLOPs
   (:func:`pruneport.report.flops.relative_flops`) on the calibration data reach a target. Kept tokens shrink as the
-  thresholds grow, so a bracket-and-bisect search in log-scale converges in ~15 runs.
+  scale grows, so a bracket-and-bisect search in log-scale converges in ~15 runs. The method's
+  :class:`~pruneport.calibration.thresholds.ThresholdSpec` says what a scale does: LTP thresholds, TR-BERT's keep
+  probability and AdapLeR's ETA are multiplied by it; Transkimmer's log-odds margin is shifted by ``ln s``.
 - :func:`refit_to_reference`: after INT8, per-layer thresholds that make the quantized graph keep as many tokens as
   the FP32 reference, layer by layer in depth order (each layer's fit sees the earlier layers already refitted):
-  the layer's threshold is bisected until the mean signed difference of the next layer's kept count against FP32 is
-  zero. A prune point after the last layer's attention leaves no trace in ``tokens_per_layer`` (it only skips FFN
-  rows whose outputs nobody reads for classification) and is left as it is.
+  a per-layer scale is bisected until the mean signed difference of the kept count that the layer's threshold
+  decides (the same layer's column for before-layer pruners, the next one for LTP) against FP32 is zero. An LTP
+  prune point after the last layer's attention leaves no trace in ``tokens_per_layer`` (it only skips FFN rows whose
+  outputs nobody reads for classification) and is left as it is.
 
 Agreement with FP32 is measured by :func:`kept_agreement`: the share of examples whose ``tokens_per_layer`` rows are
 identical and the mean relative difference of kept counts. Written by hand: both are 1-D monotone searches over a
@@ -86,7 +89,7 @@ def search_flops_scale(
         raise ThresholdError(f"{runner.folder} has no threshold tensors to scale")
 
     def at(scale: float) -> float:
-        return _relative_flops(runner, data, {k: v * scale for k, v in base.items()})
+        return _relative_flops(runner, data, runner.scaled_thresholds(scale, base))
 
     runs = 0
     cache: dict[float, float] = {}
@@ -118,7 +121,7 @@ def search_flops_scale(
             hi = mid
     best = min(cache, key=lambda s: abs(cache[s] - target))
     runner.set_thresholds(None)
-    return ScaleResult(best, cache[best], {k: v * best for k, v in base.items()}, runs)
+    return ScaleResult(best, cache[best], runner.scaled_thresholds(best, base), runs)
 
 
 @dataclass
@@ -141,24 +144,26 @@ def refit_to_reference(
     before = kept_agreement(reference_tokens, runner.evaluate(data).tokens_per_layer)
     values = dict(base)
     runs = 1
+    spec = runner.spec
     for layer in sorted(base):
-        if layer + 1 >= layers:
+        column = spec.column(layer)
+        if column >= layers:
             log.info("layer %d: pruning after the last attention is not visible in tokens_per_layer; kept", layer)
             continue
-        target = reference_tokens[:, layer + 1].astype(np.float64)
-        seen: dict[float, tuple[float, float]] = {}  # value -> (mean signed gap, mean absolute gap)
+        target = reference_tokens[:, column].astype(np.float64)
+        seen: dict[float, tuple[float, float]] = {}  # layer scale -> (mean signed gap, mean absolute gap)
 
-        def gap(value: float, layer: int = layer, target: np.ndarray = target, seen: dict = seen) -> float:
+        def gap(scale: float, layer: int = layer, column: int = column, target=target, seen: dict = seen) -> float:
             nonlocal runs
-            if value not in seen:
-                runner.set_thresholds({**values, layer: value})
+            if scale not in seen:
+                runner.set_thresholds({**values, layer: spec.scale(base[layer], scale)})
                 runs += 1
-                diff = runner.evaluate(data).tokens_per_layer[:, layer + 1] - target
-                seen[value] = (float(diff.mean()), float(np.abs(diff).mean()))
-            return seen[value][0]
+                diff = runner.evaluate(data).tokens_per_layer[:, column] - target
+                seen[scale] = (float(diff.mean()), float(np.abs(diff).mean()))
+            return seen[scale][0]
 
-        lo = hi = base[layer]  # the signed gap decreases as the threshold grows
-        g_lo = g_hi = gap(base[layer])
+        lo = hi = 1.0  # the signed gap decreases as the scale grows
+        g_lo = g_hi = gap(1.0)
         steps = 0
         while g_lo < 0 and steps < 8:
             lo /= 1.5
@@ -177,18 +182,17 @@ def refit_to_reference(
                 lo = mid
             else:
                 hi = mid
-        # quantized scores move many tokens at once, so a zero mean gap may not exist: keep the value with the
+        # quantized scores move many tokens at once, so a zero mean gap may not exist: keep the scale with the
         # smallest mean absolute gap (the trained value wins ties), so no layer ends up worse than before
-        best = min(seen, key=lambda v: (seen[v][1], v != base[layer]))
-        best_gap = seen[best][1]
-        values[layer] = best
+        best = min(seen, key=lambda v: (seen[v][1], v != 1.0))
+        values[layer] = spec.scale(base[layer], best)
         log.info(
             "layer %d: threshold %.6g -> %.6g (mean absolute kept-count gap %.3f, was %.3f)",
             layer,
             base[layer],
-            best,
-            best_gap,
-            seen[base[layer]][1],
+            values[layer],
+            seen[best][1],
+            seen[1.0][1],
         )
     runner.set_thresholds(values)
     after = kept_agreement(reference_tokens, runner.evaluate(data).tokens_per_layer)

@@ -6,8 +6,8 @@ Backends (``shared/research/deployment-notes.md`` section 3 has the measurements
   slower than FP32 on x86 while U8S8 is about 2.75x faster), per-channel S8 weights, MinMax calibration on real
   variable-length batches. Histogram methods (entropy, percentile, distribution) fail on shapes that vary between
   samples (onnxruntime #18792), and pruning makes every intermediate length vary, so they calibrate a *no-prune twin*
-  (every threshold -1, inputs padded to one width, one example per batch) and the twin's thresholds are then set
-  back: the twin is the same graph, so its ranges carry over name for name.
+  (every threshold at its keep-all value, inputs padded to one width, one example per batch) and the twin's
+  thresholds are then set back: the twin is the same graph, so its ranges carry over name for name.
 - ``onnxruntime`` dynamic (``quantize_dynamic``): MatMul weights S8 per channel, activations quantized at run time.
 - ``openvino``: the ONNX graph read by OpenVINO and quantized by NNCF with ``ModelType.TRANSFORMER`` (best accuracy
   of the schemes measured); with labeled data and ``max_drop``, ``nncf.quantize_with_accuracy_control`` reverts
@@ -44,7 +44,7 @@ import onnx
 import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
 from pruneport.calibration.graph import GraphIndex, MatMulInfo, matmul_table
-from pruneport.calibration.thresholds import ThresholdError, name_thresholds, set_thresholds, threshold_spec
+from pruneport.calibration.thresholds import SPECS, ThresholdError, name_thresholds, set_thresholds, threshold_spec
 from pruneport.export.folders import check_writable, staged_folder
 from pruneport.export.manifest import Manifest
 
@@ -185,7 +185,7 @@ def prepared_fp32(folder: Path, manifest: Manifest) -> onnx.ModelProto:
     try:
         name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
     except ThresholdError as err:
-        if manifest.method in ("ltp", "trbert"):
+        if manifest.method in SPECS:
             raise
         log.info("no named thresholds: %s", err)
     return model
@@ -215,7 +215,8 @@ def _quantize_ort_static(
         slots = name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
         twin_model = onnx.ModelProto()
         twin_model.CopyFrom(model)
-        set_thresholds(twin_model, {s.layer: -1.0 for s in slots})  # keep every token: shapes follow the input
+        keep_all = threshold_spec(manifest.method).keep_all  # keep every token: shapes follow the input
+        set_thresholds(twin_model, {s.layer: keep_all for s in slots})
         onnx.save(twin_model, str(source))
         width = int(min(np.percentile(data.lengths, 25), manifest.max_length))
         reader_data = data.fixed_length(width)

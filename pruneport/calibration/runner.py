@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from pruneport.calibration.batches import TokenizedData
-from pruneport.calibration.thresholds import THRESHOLD_PREFIX, ThresholdError, name_thresholds, threshold_name
+from pruneport.calibration.thresholds import (
+    THRESHOLD_PREFIX,
+    ThresholdError,
+    ThresholdSpec,
+    name_thresholds,
+    threshold_name,
+    threshold_spec,
+)
 from pruneport.export.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -133,6 +140,15 @@ class FolderRunner:
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]
 
     # -- common ------------------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> ThresholdSpec:
+        """The method's threshold spec (raises ThresholdError for methods without thresholds)."""
+        return threshold_spec(self.manifest.method)
+
+    def scaled_thresholds(self, scale: float, base: dict[int, float] | None = None) -> dict[int, float]:
+        """The stored thresholds (or ``base``) under threshold scale ``scale`` (1 = stored, 0 = keep every token)."""
+        return self.spec.scaled(self.threshold_defaults if base is None else base, scale)
+
     def set_thresholds(self, values: dict[int, float] | None) -> None:
         """Use these graph threshold values (layer -> value) from now on; None or {} restores the stored ones."""
         values = dict(values or {})

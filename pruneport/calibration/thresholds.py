@@ -1,25 +1,33 @@
 """Threshold tensors of exported graphs: where they are, how to name them, how to change them.
 
 A method with a threshold declares a :class:`ThresholdSpec`: which layers compare a score with a constant, the
-constants as they appear in the graph, and how new values are written back into the manifest's ``pruning`` dict.
-A method module may provide its own by defining ``threshold_spec()``; otherwise :data:`SPECS` is used
-(LTP fully; TR-BERT's ``p >= 0.5`` best-effort). Transkimmer (``logit1 > logit0``: no constant in the graph) and
-Pyramid-BERT (a length schedule) have no threshold tensor; AdapLeR's ``ETA / n`` will need its module to declare
-where ETA lives.
+constants as they appear in the graph, how to find them, how a threshold *scale* moves them, and how new values are
+written back into the manifest's ``pruning`` dict. :data:`SPECS` covers every method with a threshold:
+
+- LTP: ``score >= max(1e-5, thr_l)`` after each pruning layer's attention (the comparison's constant);
+- TR-BERT: ``p >= keep_probability`` (0.5 upstream) before each selection layer (the comparison's constant);
+- AdapLeR: ``S >= (1 / n) * ETA_l`` before each layer with ETA != 0: the constant is the ``Mul`` operand that makes
+  ``delta``; the exporter folds ``* 1.0`` away, so for ETA = 1 a ``Mul`` by a named 1.0 is put back (exact);
+- Transkimmer: ``logit1 - logit0 > margin_l`` before every layer (margin 0 = upstream's argmax); a margin is a log-odds
+  offset, so a scale ``s`` moves it to ``margin + ln(s)`` (``s = 0`` keeps every token, as for the others).
+
+Pyramid-BERT (a length schedule) has no threshold tensor. A method module may still provide its own spec by defining
+``threshold_spec()``.
 
 In a dynamo export the thresholds are constant-folded into scalar initializers with generic names (LTP's buffer
 ``pruner.thresholds[l]`` becomes ``select``, ``select_1``, ...; equal values may even share one initializer).
-:func:`name_thresholds` finds each prune point's comparison (``GreaterOrEqual``/``Greater``/``Less``/``LessOrEqual``
-with one scalar float constant input), checks its value against the manifest, and gives it its own initializer named
-``pruneport.threshold.<layer>`` (:func:`threshold_name`). The pass is idempotent and changes no numbers; quantized
-graphs keep the names, and the OpenVINO frontend keeps them as Constant friendly names. Written by hand because the
-values must be matched to the manifest's layers, which no graph library knows.
+:func:`name_thresholds` finds each prune point's constant with the spec's locator, checks its value against the
+manifest, and gives it its own initializer named ``pruneport.threshold.<layer>`` (:func:`threshold_name`). The pass is
+idempotent and changes no numbers; quantized graphs keep the names, and the OpenVINO frontend keeps them as Constant
+friendly names. Written by hand because the values must be matched to the manifest's layers, which no graph library
+knows.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +54,99 @@ class ThresholdError(ValueError):
     """A model whose thresholds cannot be found or changed."""
 
 
+@dataclass
+class Slot:
+    """A threshold found in a graph: its value, and how to make the graph read it from a named initializer."""
+
+    value: float
+    bind: Callable[[str], None]
+
+
+def _multiply(value: float, scale: float) -> float:
+    return value * scale
+
+
+def _shift_log_odds(margin: float, scale: float) -> float:
+    return margin + math.log(scale) if scale > 0 else float("-inf")
+
+
+# -- locators: where each method's threshold constants sit in a dynamo export ------------------------------------
+
+
+def _rebind(node: onnx.NodeProto, position: int) -> Callable[[str], None]:
+    def bind(name: str) -> None:
+        node.input[position] = name
+
+    return bind
+
+
+def _scalar(index: GraphIndex, name: str) -> float | None:
+    value = index.constant(name)
+    if value is not None and value.size == 1 and value.dtype.kind == "f":
+        return float(value.reshape(()))
+    return None
+
+
+def comparison_constants(index: GraphIndex) -> list[Slot]:
+    """Comparisons with one scalar float constant input, in graph order (LTP, TR-BERT)."""
+    slots = []
+    for node in index.graph.node:
+        if node.op_type in COMPARE_OPS:
+            for position, name in enumerate(node.input):
+                value = _scalar(index, name)
+                if value is not None:
+                    slots.append(Slot(value, _rebind(node, position)))
+                    break
+    return slots
+
+
+def margin_constants(index: GraphIndex) -> list[Slot]:
+    """Transkimmer: ``Greater(logit1 - logit0, margin)``: comparisons of a ``Sub`` output with a scalar constant."""
+    slots = []
+    for node in index.graph.node:
+        if node.op_type != "Greater" or len(node.input) != 2:
+            continue
+        value = _scalar(index, node.input[1])
+        source = index.producer.get(node.input[0])
+        if value is not None and source is not None and source.op_type == "Sub":
+            slots.append(Slot(value, _rebind(node, 1)))
+    return slots
+
+
+def _insert_eta(index: GraphIndex, compare: onnx.NodeProto) -> Callable[[str], None]:
+    """Put back ``delta = Reciprocal(n) * ETA`` where the exporter folded ``* 1.0`` away (multiplying by 1 is exact)."""
+
+    def bind(name: str) -> None:
+        delta = f"{name}.delta"
+        mul = onnx.helper.make_node("Mul", [compare.input[1], name], [delta], name=f"{name}.mul")
+        compare.input[1] = delta
+        position = next(i for i, n in enumerate(index.graph.node) if n is compare)
+        index.graph.node.insert(position, mul)
+
+    return bind
+
+
+def eta_constants(index: GraphIndex) -> list[Slot]:
+    """AdapLeR: ``GreaterOrEqual(S, Reciprocal(n) * ETA)``; the ETA operand of that ``Mul`` (1.0 where folded)."""
+    slots = []
+    for node in index.graph.node:
+        if node.op_type != "GreaterOrEqual" or len(node.input) != 2:
+            continue
+        delta = index.producer.get(node.input[1])
+        if delta is None:
+            continue
+        if delta.op_type == "Reciprocal":
+            slots.append(Slot(1.0, _insert_eta(index, node)))
+        elif delta.op_type == "Mul":
+            for position, name in enumerate(delta.input):
+                other = index.producer.get(delta.input[1 - position])
+                value = _scalar(index, name)
+                if value is not None and other is not None and other.op_type == "Reciprocal":
+                    slots.append(Slot(value, _rebind(delta, position)))
+                    break
+    return slots
+
+
 @dataclass(frozen=True)
 class ThresholdSpec:
     """How a method's thresholds look in the manifest and in the graph.
@@ -53,12 +154,29 @@ class ThresholdSpec:
     layers: (pruning dict, num_layers) -> the layers that compare with a threshold, in graph order.
     values: (pruning dict, num_layers) -> the constants the graph holds, one per layer of ``layers``.
     update: (pruning dict, num_layers, {layer: new graph value}) -> the new pruning dict.
+    locate: graph -> the candidate threshold slots in graph order (more than ``layers`` is fine; values decide).
+    scale: (value, s) -> the value under threshold scale ``s`` (1 = unchanged; 0 = keep every token).
+    before_layer: True when layer l's threshold prunes tokens entering layer l (``tokens_per_layer[:, l]``);
+        False when it prunes after layer l's attention (LTP: visible in column l + 1).
+    keep_all: a graph value that keeps every token (the no-prune twin of histogram calibration).
     """
 
     method: str
     layers: Callable[[dict[str, Any], int], list[int]]
     values: Callable[[dict[str, Any], int], list[float]]
     update: Callable[[dict[str, Any], int, dict[int, float]], dict[str, Any]]
+    locate: Callable[[GraphIndex], list[Slot]] = comparison_constants
+    scale: Callable[[float, float], float] = _multiply
+    before_layer: bool = True
+    keep_all: float = -1.0
+
+    def scaled(self, values: dict[int, float], scale: float) -> dict[int, float]:
+        """Every value under threshold scale ``scale``."""
+        return {layer: self.scale(value, scale) for layer, value in values.items()}
+
+    def column(self, layer: int) -> int:
+        """The ``tokens_per_layer`` column that layer ``layer``'s threshold changes first."""
+        return layer if self.before_layer else layer + 1
 
 
 def _ltp_layers(pruning: dict[str, Any], num_layers: int) -> list[int]:
@@ -99,9 +217,53 @@ def _trbert_update(pruning: dict[str, Any], num_layers: int, new: dict[int, floa
     return {**pruning, "keep_probability": values}
 
 
+def _adapler_layers(pruning: dict[str, Any], num_layers: int) -> list[int]:
+    return [i for i, eta in enumerate(pruning["eta"]) if float(eta) != 0.0]
+
+
+def _adapler_values(pruning: dict[str, Any], num_layers: int) -> list[float]:
+    return [float(pruning["eta"][i]) for i in _adapler_layers(pruning, num_layers)]
+
+
+def _adapler_update(pruning: dict[str, Any], num_layers: int, new: dict[int, float]) -> dict[str, Any]:
+    eta = [float(v) for v in pruning["eta"]]
+    for layer, value in new.items():
+        if eta[layer] == 0.0:
+            raise ThresholdError(f"AdapLeR layer {layer} does not prune (ETA 0); it has no threshold to change")
+        if np.float32(value) != np.float32(eta[layer]):
+            eta[layer] = float(value)
+    return {**pruning, "eta": eta}
+
+
+def _transkimmer_layers(pruning: dict[str, Any], num_layers: int) -> list[int]:
+    return list(range(num_layers))
+
+
+def _transkimmer_values(pruning: dict[str, Any], num_layers: int) -> list[float]:
+    margin = pruning.get("margin")
+    return [float(m) for m in margin] if margin else [0.0] * num_layers
+
+
+def _transkimmer_update(pruning: dict[str, Any], num_layers: int, new: dict[int, float]) -> dict[str, Any]:
+    margin = _transkimmer_values(pruning, num_layers)
+    for layer, value in new.items():
+        margin[layer] = float(value)
+    return {**pruning, "margin": margin}
+
+
 SPECS: dict[str, ThresholdSpec] = {
-    "ltp": ThresholdSpec("ltp", _ltp_layers, _ltp_values, _ltp_update),
+    "ltp": ThresholdSpec("ltp", _ltp_layers, _ltp_values, _ltp_update, before_layer=False),
     "trbert": ThresholdSpec("trbert", _trbert_layers, _trbert_values, _trbert_update),
+    "adapler": ThresholdSpec("adapler", _adapler_layers, _adapler_values, _adapler_update, eta_constants),
+    "transkimmer": ThresholdSpec(
+        "transkimmer",
+        _transkimmer_layers,
+        _transkimmer_values,
+        _transkimmer_update,
+        margin_constants,
+        _shift_log_odds,
+        keep_all=float("-inf"),
+    ),
 }
 
 
@@ -130,15 +292,6 @@ class ThresholdSlot:
     layer: int
     name: str
     value: float
-
-
-def _compare_constant(index: GraphIndex, node: onnx.NodeProto) -> tuple[int, float] | None:
-    """(input position, value) of a comparison's scalar float constant input, or None."""
-    for pos, name in enumerate(node.input):
-        value = index.constant(name)
-        if value is not None and value.size == 1 and value.dtype.kind == "f":
-            return pos, float(value.reshape(()))
-    return None
 
 
 def find_thresholds(
@@ -172,29 +325,22 @@ def name_thresholds(
     spec = threshold_spec(method)
     layers = spec.layers(pruning, num_layers)
     expected = spec.values(pruning, num_layers)
-    index = GraphIndex(model)
-    found = []
-    for node in model.graph.node:
-        if node.op_type in COMPARE_OPS:
-            hit = _compare_constant(index, node)
-            if hit is not None:
-                found.append((node, *hit))
-    # keep the comparisons whose constants match the expected values in order (other comparisons may exist)
+    found = spec.locate(GraphIndex(model))
+    # keep the slots whose constants match the expected values in order (other comparisons may exist)
     slots: list[ThresholdSlot] = []
     cursor = 0
-    for node, pos, value in found:
-        if cursor < len(layers) and np.isclose(value, expected[cursor], rtol=1e-5, atol=1e-9):
+    for slot in found:
+        if cursor < len(layers) and np.isclose(slot.value, expected[cursor], rtol=1e-5, atol=1e-9):
             layer = layers[cursor]
             name = threshold_name(layer)
-            tensor = numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
-            model.graph.initializer.append(tensor)
-            node.input[pos] = name
-            slots.append(ThresholdSlot(layer, name, value))
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(slot.value, dtype=np.float32), name))
+            slot.bind(name)
+            slots.append(ThresholdSlot(layer, name, slot.value))
             cursor += 1
     if cursor != len(layers):
         raise ThresholdError(
             f"found {cursor} of {len(layers)} {method} threshold comparisons (expected values {expected}, "
-            f"scalar comparisons in the graph: {[round(v, 6) for _, _, v in found]}); is this graph exported from "
+            f"candidate constants in the graph: {[round(f.value, 6) for f in found]}); is this graph exported from "
             "this manifest?"
         )
     _drop_unused_initializers(model)

@@ -4,7 +4,9 @@ Inference semantics (``shared/methods.md``, Transkimmer section):
 
 - before every layer l (0 included) the predictor ``LayerNorm -> Linear(d,d) -> LayerNorm -> GELU -> Linear(d,2)``
   (both LayerNorms with torch's default eps 1e-5) scores every token; keep iff ``logit[1] > logit[0]`` (a tie
-  skims); CLS is always kept; a skimmed token never comes back;
+  skims), computed as ``logit[1] - logit[0] > margin_l`` with margin 0 (the same decision exactly: IEEE subtraction
+  is 0 only for equal operands) so that ``pruneport calibrate`` has a per-layer constant to move
+  (``pruning["margin"]``); CLS is always kept; a skimmed token never comes back;
 - ``last_hidden_state``: a token skimmed before layer l carries its output of layer l-1 (the embedding output when
   skimmed before layer 0), scattered back to its original position.
 
@@ -41,20 +43,36 @@ PREDICTOR_EPS = 1e-5  # torch's nn.LayerNorm default, as upstream (not the confi
 
 @dataclass(frozen=True)
 class TranskimmerParams:
-    """Pruning parameters of a Transkimmer model: which attention semantics the graph reproduces."""
+    """Pruning parameters of a Transkimmer model.
+
+    semantics: which attention semantics the graph reproduces. margin: per layer, keep a token iff
+    ``logit1 - logit0 > margin`` (None = 0 everywhere = upstream's argmax; set by ``pruneport calibrate``).
+    """
 
     semantics: str = "removal"
+    margin: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.semantics not in SEMANTICS:
             raise ValueError(f"Transkimmer semantics must be one of {list(SEMANTICS)}, got {self.semantics!r}")
 
+    def margins(self, num_layers: int) -> tuple[float, ...]:
+        if self.margin is None:
+            return (0.0,) * num_layers
+        if len(self.margin) != num_layers:
+            raise ValueError(f"Transkimmer needs {num_layers} margins (one per layer), got {len(self.margin)}")
+        return self.margin
+
     def to_dict(self) -> dict[str, Any]:
-        return {"semantics": self.semantics}
+        data: dict[str, Any] = {"semantics": self.semantics}
+        if self.margin is not None:
+            data["margin"] = list(self.margin)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TranskimmerParams:
-        return cls(str(data.get("semantics", "removal")))
+        margin = data.get("margin")
+        return cls(str(data.get("semantics", "removal")), tuple(float(m) for m in margin) if margin else None)
 
 
 class SkimPredictor(nn.Module):
@@ -70,10 +88,10 @@ class SkimPredictor(nn.Module):
             nn.Linear(hidden_size, 2),
         )
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [B,S,D] -> keep [B,S] bool (logit 1 > logit 0)."""
+    def forward(self, hidden: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+        """hidden [B,S,D] -> keep [B,S] bool: ``logit1 - logit0 > margin`` (margin 0: exactly ``logit1 > logit0``)."""
         logits = self.predictor(hidden)
-        return logits[..., 1] > logits[..., 0]
+        return (logits[..., 1] - logits[..., 0]) > margin
 
 
 class TranskimmerPruner(TokenPruner):
@@ -84,6 +102,7 @@ class TranskimmerPruner(TokenPruner):
     def __init__(self, hidden_size: int, num_layers: int, params: TranskimmerParams, track_hidden: bool) -> None:
         super().__init__()
         self.params = params
+        self.margins = params.margins(num_layers)
         self.track_hidden = track_hidden  # master semantics: keep each token's state from when it was skimmed
         self.skim_predictors = nn.ModuleList(SkimPredictor(hidden_size) for _ in range(num_layers))
 
@@ -94,7 +113,7 @@ class TranskimmerPruner(TokenPruner):
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
-        keep = keep_cls(live & self.skim_predictors[layer](hidden))
+        keep = keep_cls(live & self.skim_predictors[layer](hidden, self.margins[layer]))
         if not self.master:
             return keep
         previous = state.scratch.get("skim_mask", live)

@@ -5,9 +5,9 @@ A prune point of an exported graph is the method's keep rule (e.g. LTP: score ``
 and the gather of the hidden states (argsort via ``TopK``, counts ``ReduceSum``/``ReduceMax``, ``Less``, ``NonZero``,
 ``Gather`` of indices, ``GatherElements`` of hidden, new live mask). This pass replaces those nodes by one call node
 ``TokenPrune`` in the domain ``ai.pruneport`` whose body is the same standard ops, carried as a ``FunctionProto`` in
-``model.functions``: ONNX Runtime inlines it when it loads the model, so no extra library is needed (OpenVINO
-2026.4 does not read model-local functions: see below). The call node's attributes name the rule (``rule``:
-threshold / eta-n / argmax / top-k / k-center / mask, read from the body's ops by :func:`_rule`), the prune point
+``model.functions``: ONNX Runtime inlines it when it loads the model, so no extra library is needed (OpenVINO 2026.4
+does not read model-local functions: see below). The call node's attributes name the rule (``rule``: threshold /
+margin / eta-n / argmax / top-k / k-center / mask, read from the body's ops by :func:`_rule`), the prune point
 (``point``, 0-based in graph order) and, for threshold rules, the threshold (``threshold``, documentation only: the
 body reads the threshold tensor, a function input). ``expand`` (pass ``expand-token-prune``) inlines the functions
 again with ``onnx.inliner.inline_selected_functions``.
@@ -212,9 +212,10 @@ def _rule(body: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> tuple[st
     """The keep rule's name, read from the body's ops, and for threshold rules the constant threshold.
 
     k-center: greedy ``ArgMax`` selection or a ``Loop`` (Pyramid-BERT); top-k: a ``TopK`` besides compact()'s
-    argsort; threshold: ``GreaterOrEqual``/``Greater`` against a constant scalar (LTP, TR-BERT); eta-n: against a
-    ``Div``/``Reciprocal`` (AdapLeR's ``eta / n``); argmax: ``Greater`` of two computed values (Transkimmer's
-    two-way logits); otherwise mask.
+    argsort; margin: ``Greater`` of a ``Sub`` (Transkimmer's ``logit1 - logit0``) against a constant; threshold:
+    ``GreaterOrEqual``/``Greater`` against another constant scalar (LTP, TR-BERT); eta-n: against ``1 / n`` times ETA
+    (AdapLeR; a ``Div``/``Reciprocal``, or a ``Mul`` of one); argmax: ``Greater`` of two computed values; otherwise
+    mask.
     """
     ops = [n.op_type for n in body]
     if "ArgMax" in ops or "Loop" in ops:
@@ -226,11 +227,15 @@ def _rule(body: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> tuple[st
     for n in body:
         if n.op_type not in ("GreaterOrEqual", "Greater"):
             continue
-        right = n.input[1]
+        left, right = n.input[0], n.input[1]
         value = consts.get(right)
         if value is not None and value.size == 1:
-            return "threshold", float(value.reshape(()))
-        if right in producer and producer[right].op_type in ("Div", "Reciprocal"):
+            margin = n.op_type == "Greater" and left in producer and producer[left].op_type == "Sub"
+            return ("margin" if margin else "threshold"), float(value.reshape(()))
+        source = producer.get(right)
+        if source is not None and source.op_type == "Mul":
+            source = next((producer[i] for i in source.input if i in producer and i not in consts), source)
+        if source is not None and source.op_type in ("Div", "Reciprocal"):
             rule = "eta-n"
         elif n.op_type == "Greater" and rule == "mask":
             rule = "argmax"

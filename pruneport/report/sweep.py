@@ -1,11 +1,12 @@
 """The accuracy-versus-BOPs report: precisions (FP32, INT8 variants) swept against a threshold scale.
 
-For every export folder and every scale ``s`` the folder's thresholds are multiplied by ``s`` (``s = 0`` keeps every
-token: scores are non-negative) and the labeled data is run. A point holds accuracy (and F1 of class 1 for binary
-tasks; F1 is the headline metric for MRPC/QQP), GFLOPs and GBOPs per example (:mod:`pruneport.report.bops`: MACs of
-every MatMul/Gemm in the graph from ``tokens_per_layer``, times the bit widths read from the graph), FLOPs and BOPs
-relative to the FP16 unpruned baseline (16 x 16 bits, LTP's figure 7), kept-token agreement with the FP32 folder at
-the same scale, and the wall-clock time of the run. The baseline's accuracy is the first FP32 folder at ``s = 0``.
+For every export folder and every scale ``s`` the folder's thresholds are moved by ``s`` (multiplied; Transkimmer's
+log-odds margins shifted by ``ln s``; ``s = 0`` keeps every token) and the labeled data is run. A point holds accuracy
+(and F1 of class 1 for binary tasks; F1 is the headline metric for MRPC/QQP), GFLOPs and GBOPs per example
+(:mod:`pruneport.report.bops`: MACs of every MatMul/Gemm in the graph from ``tokens_per_layer``, times the bit widths
+read from the graph), FLOPs and BOPs relative to the FP16 unpruned baseline (16 x 16 bits, LTP's figure 7), kept-token
+agreement with the FP32 folder at the same scale, and the wall-clock time of the run. The baseline's accuracy is the
+first FP32 folder at ``s = 0``.
 
 Writes ``report.json``, ``report.csv``, ``report.md`` and ``report.png`` (accuracy against relative BOPs, one line
 per precision, the baseline marked). Torch-free.
@@ -104,7 +105,7 @@ def sweep(
         if not runner.threshold_defaults and any(s != 1.0 for s in scales):
             log.warning("%s has no threshold tensors; measured at its own setting only", folder)
         for scale in tqdm(scales if runner.threshold_defaults else (1.0,), desc=name, unit="scale"):
-            runner.set_thresholds({k: v * scale for k, v in runner.threshold_defaults.items()})
+            runner.set_thresholds(runner.scaled_thresholds(scale) if runner.threshold_defaults else None)
             result = runner.evaluate(data)
             macs, bops = bops_per_example(entries, result.tokens_per_layer, hidden)
             accuracy = float((result.predictions == labels).mean())
@@ -209,7 +210,8 @@ def markdown_table(points: list[Point], baseline: dict[str, Any], meta: dict[str
         )
     lines += [
         "",
-        "scale: factor on every trained threshold (0 = no pruning). rel. BOPs: against the FP16 unpruned baseline. "
+        "scale: factor on every trained threshold (Transkimmer: margin + ln scale; 0 = no pruning). "
+        "rel. BOPs: against the FP16 unpruned baseline. "
         "identical kept: share of examples whose tokens_per_layer equal FP32's at the same scale.",
         "",
     ]
