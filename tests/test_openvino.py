@@ -186,6 +186,19 @@ def test_load_openvino_predicts_like_onnxruntime(ltp_folders, split, mode):
     np.testing.assert_allclose(got.logits, ref.logits, atol=ATOL, rtol=0)
 
 
+def test_openvino_throughput_pool_recovers_from_a_bad_batch(ltp_folders):
+    """A batch that OpenVINO rejects raises, and the session's request pool still serves the next call."""
+    manifest = Manifest.read(ltp_folders["plain"])
+    session = _session(ltp_folders["plain_ov"], "openvino", split=False, mode="throughput", jobs=2)
+    good = inputs(manifest.backbone, seed=3, n=6, batch=3)
+    bad = {name: value[0] for name, value in good[0].items()}  # rank 1 where the graph wants [batch, length]
+    with pytest.raises(Exception):  # noqa: B017 (OpenVINO raises its own RuntimeError subclasses)
+        session.run_many([good[0], bad, good[1]])
+    expected = [session.run(feeds) for feeds in good]
+    for feeds, got, ref in zip(good, session.run_many(good), expected, strict=True):
+        assert_parity(ref, got, f"pool after an error, widths {feeds['input_ids'].shape}")
+
+
 def test_onnxruntime_throughput_mode_matches_latency(ltp_folders):
     from pruneport.runtime import load
 

@@ -6,6 +6,7 @@ Engines are imported lazily so that ``pruneport.runtime`` needs only numpy, toke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -205,14 +206,19 @@ class OpenVINOSession:
             results: list[dict[str, np.ndarray] | None] = [None] * len(feeds_list)
             free = list(self._pool)
             running: deque = deque()
-            for index, feeds in enumerate(feeds_list):
-                if not free:
-                    free.append(self._collect(running.popleft(), results))
-                request = free.pop()
-                request.start_async({n: feeds[n] for n in self.input_names})
-                running.append((index, request))
-            while running:
-                self._collect(running.popleft(), results)
+            try:
+                for index, feeds in enumerate(feeds_list):
+                    if not free:
+                        free.append(self._collect(running.popleft(), results))
+                    request = free.pop()
+                    request.start_async({n: feeds[n] for n in self.input_names})
+                    running.append((index, request))
+                while running:
+                    self._collect(running.popleft(), results)
+            finally:  # after an error, leave no request busy for the next call
+                for _, request in running:
+                    with contextlib.suppress(Exception):
+                        request.wait()
         return results  # type: ignore[return-value]
 
     def _collect(self, started: tuple[int, object], results: list) -> object:
