@@ -1,4 +1,4 @@
-"""Threshold calibration beyond LTP: AdapLeR's ETA and Transkimmer's log-odds margins.
+"""Threshold calibration beyond LTP: TR-BERT's keep probability, AdapLeR's ETA and Transkimmer's log-odds margins.
 
 Each prune point's constant must be found in the exported graph, and moving it there must do exactly what the
 PyTorch reference does with the same value written into its pruning parameters: identical tokens_per_layer and
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pruneport.calibration.batches import TokenizedData, tokenized_batches
-from pruneport.calibration.calibrate import refit_to_reference, search_flops_scale, write_thresholds
+from pruneport.calibration.calibrate import kept_agreement, refit_to_reference, search_flops_scale, write_thresholds
 from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import name_thresholds, threshold_spec
 from pruneport.export.manifest import Manifest
@@ -31,9 +31,10 @@ from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json
 
 LAYERS = 3
 # AdapLeR: ETA 1.0 on the last layer, whose "* 1.0" the exporter folds away (the locator must put it back)
-PRUNING = {"adapler": {"eta": [0.5, 0.8, 1.0]}, "transkimmer": {}}
-GRAPH_VALUES = {"adapler": [0.5, 0.8, 1.0], "transkimmer": [0.0, 0.0, 0.0]}
-PARAMETER = {"adapler": "eta", "transkimmer": "margin"}
+PRUNING = {"trbert": {}, "adapler": {"eta": [0.5, 0.8, 1.0]}, "transkimmer": {}}
+# layer -> the constant the graph holds there (TR-BERT with 3 layers selects once, before layer 1)
+GRAPH_VALUES = {"trbert": {1: 0.5}, "adapler": {0: 0.5, 1: 0.8, 2: 1.0}, "transkimmer": {0: 0.0, 1: 0.0, 2: 0.0}}
+PARAMETER = {"trbert": "keep_probability", "adapler": "eta", "transkimmer": "margin"}
 
 
 @dataclass
@@ -82,11 +83,12 @@ def assert_matches_reference(exported: Exported, runner: FolderRunner, pruning: 
 def test_every_prune_point_gets_a_named_threshold(exported):
     manifest = Manifest.read(exported.folder)
     model = onnx.load(str(exported.folder / manifest.model_file))
+    expected = GRAPH_VALUES[exported.method]
     slots = name_thresholds(model, exported.method, manifest.pruning, LAYERS)
-    assert [s.layer for s in slots] == [0, 1, 2]
-    assert [s.value for s in slots] == pytest.approx(GRAPH_VALUES[exported.method])
+    assert [s.layer for s in slots] == list(expected)
+    assert [s.value for s in slots] == pytest.approx(list(expected.values()))
     onnx.checker.check_model(model)
-    assert [s.layer for s in name_thresholds(model, exported.method, manifest.pruning, LAYERS)] == [0, 1, 2]
+    assert [s.layer for s in name_thresholds(model, exported.method, manifest.pruning, LAYERS)] == list(expected)
 
 
 def test_moving_graph_thresholds_equals_the_reference_with_those_parameters(exported):
@@ -114,7 +116,7 @@ def test_calibrate_to_a_flops_target_writes_the_method_parameter(exported, tmp_p
     out = write_thresholds(exported.folder, tmp_path / "calibrated", result.values, {"step": "calibrate"})
     manifest = Manifest.read(out)
     written = manifest.pruning[PARAMETER[exported.method]]
-    assert written == pytest.approx([result.values[layer] for layer in range(LAYERS)], rel=1e-6)
+    assert written == pytest.approx([result.values[layer] for layer in GRAPH_VALUES[exported.method]], rel=1e-6)
     assert_matches_reference(exported, FolderRunner(out), manifest.pruning, "calibrated folder")
 
 
@@ -124,9 +126,8 @@ def test_int8_refit_keeps_at_least_the_fp32_agreement(exported, tmp_path):
     fp32 = FolderRunner(exported.folder).evaluate(exported.data).tokens_per_layer
     int8 = quantize_folder(exported.folder, exported.data, tmp_path / "int8", QuantizeOptions(keep_score_path=False))
     result = refit_to_reference(FolderRunner(int8), exported.data, fp32)
-    assert set(result.values) == {0, 1, 2}  # before-layer pruners: even the last layer's decision is visible
+    assert set(result.values) == set(GRAPH_VALUES[exported.method])  # before-layer pruners: all visible
     assert result.after.mean_relative_difference <= result.before.mean_relative_difference
     out = write_thresholds(int8, tmp_path / "refit", result.values, {"step": "calibrate", "refit_to": "fp32"})
-    refit_tokens = FolderRunner(out).evaluate(exported.data).tokens_per_layer
-    int8_tokens = FolderRunner(int8).evaluate(exported.data).tokens_per_layer
-    assert np.abs(refit_tokens - fp32).mean() <= np.abs(int8_tokens - fp32).mean()
+    written = kept_agreement(fp32, FolderRunner(out).evaluate(exported.data).tokens_per_layer)
+    assert written == result.after  # the written folder keeps exactly the refitted tokens

@@ -11,9 +11,10 @@ calibration batches (:mod:`pruneport.calibration.batches`):
 - :func:`refit_to_reference`: after INT8, per-layer thresholds that make the quantized graph keep as many tokens as
   the FP32 reference, layer by layer in depth order (each layer's fit sees the earlier layers already refitted):
   a per-layer scale is bisected until the mean signed difference of the kept count that the layer's threshold
-  decides (the same layer's column for before-layer pruners, the next one for LTP) against FP32 is zero. An LTP
-  prune point after the last layer's attention leaves no trace in ``tokens_per_layer`` (it only skips FFN rows whose
-  outputs nobody reads for classification) and is left as it is.
+  decides (the same layer's column for before-layer pruners, the next one for LTP) against FP32 is zero, and the
+  scale with the smallest mean relative difference in that column is kept. An LTP prune point after the last
+  layer's attention leaves no trace in ``tokens_per_layer`` (it only skips FFN rows whose outputs nobody reads for
+  classification) and is left as it is.
 
 Agreement with FP32 is measured by :func:`kept_agreement`: the share of examples whose ``tokens_per_layer`` rows are
 identical and the mean relative difference of kept counts. Written by hand: both are 1-D monotone searches over a
@@ -151,7 +152,7 @@ def refit_to_reference(
             log.info("layer %d: pruning after the last attention is not visible in tokens_per_layer; kept", layer)
             continue
         target = reference_tokens[:, column].astype(np.float64)
-        seen: dict[float, tuple[float, float]] = {}  # layer scale -> (mean signed gap, mean absolute gap)
+        seen: dict[float, tuple[float, float]] = {}  # layer scale -> (mean signed gap, mean relative gap)
 
         def gap(scale: float, layer: int = layer, column: int = column, target=target, seen: dict = seen) -> float:
             nonlocal runs
@@ -159,7 +160,7 @@ def refit_to_reference(
                 runner.set_thresholds({**values, layer: spec.scale(base[layer], scale)})
                 runs += 1
                 diff = runner.evaluate(data).tokens_per_layer[:, column] - target
-                seen[scale] = (float(diff.mean()), float(np.abs(diff).mean()))
+                seen[scale] = (float(diff.mean()), float((np.abs(diff) / np.maximum(target, 1)).mean()))
             return seen[scale][0]
 
         lo = hi = 1.0  # the signed gap decreases as the scale grows
@@ -183,11 +184,12 @@ def refit_to_reference(
             else:
                 hi = mid
         # quantized scores move many tokens at once, so a zero mean gap may not exist: keep the scale with the
-        # smallest mean absolute gap (the trained value wins ties), so no layer ends up worse than before
+        # smallest mean relative gap (the measure kept_agreement reports; the trained value wins ties), so no layer
+        # ends up worse than before
         best = min(seen, key=lambda v: (seen[v][1], v != 1.0))
         values[layer] = spec.scale(base[layer], best)
         log.info(
-            "layer %d: threshold %.6g -> %.6g (mean absolute kept-count gap %.3f, was %.3f)",
+            "layer %d: threshold %.6g -> %.6g (mean relative kept-count gap %.4f, was %.4f)",
             layer,
             base[layer],
             values[layer],

@@ -213,7 +213,7 @@ def _trbert_update(pruning: dict[str, Any], num_layers: int, new: dict[int, floa
     values = _trbert_values(pruning, num_layers)
     for layer, value in new.items():
         values[layers.index(layer)] = float(value)
-    # graph-only calibration: the PyTorch reference keeps 0.5; the export folder's graph holds these values
+    # the PyTorch reference reads them too (TRBERTParams.keep_probability)
     return {**pruning, "keep_probability": values}
 
 
