@@ -42,24 +42,34 @@ def sample_inputs(cfg: BackboneConfig, batch: int = 2, length: int = 16) -> tupl
     return inputs
 
 
-def export_onnx_model(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Write ``model`` (a PrunedSequenceClassifier) to ``path`` as ONNX with dynamic batch and sequence."""
-    model.eval()
-    cfg: BackboneConfig = model.config
-    inputs = sample_inputs(cfg)
+def batch_and_sequence_dims(max_tokens: int) -> tuple[torch.export.Dim, torch.export.Dim]:
+    """The dynamic batch and sequence dimensions every pruneport graph is exported with."""
+    return torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("sequence", min=1, max=max_tokens)
+
+
+def dynamo_export(
+    module: torch.nn.Module,
+    args: tuple,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: Any,
+    path: Path,
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
+    """``torch.onnx.export(dynamo=True)`` of ``module`` to ``path`` (no external data), checked by onnx.checker.
+
+    The one export call shared by the single graph, the split stages and the plain baselines of ``pruneport bench``.
+    """
     # the exporter warns once per torchvision op it cannot register; torchvision is deliberately not installed
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("sequence", min=1, max=cfg.max_tokens)
-    dynamic = {name: {0: batch, 1: seq} for name in model.input_names}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model,
-            inputs,
-            input_names=model.input_names,
-            output_names=model.output_names,
-            dynamic_shapes=dynamic,
+            module.eval(),
+            args,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
             opset_version=opset,
             dynamo=True,
             external_data=False,
@@ -69,6 +79,14 @@ def export_onnx_model(model: torch.nn.Module, path: Path, opset: int = DEFAULT_O
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=False)
     return proto
+
+
+def export_onnx_model(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Write ``model`` (a PrunedSequenceClassifier) to ``path`` as ONNX with dynamic batch and sequence."""
+    cfg: BackboneConfig = model.config
+    batch, seq = batch_and_sequence_dims(cfg.max_tokens)
+    dynamic = {name: {0: batch, 1: seq} for name in model.input_names}
+    return dynamo_export(model, sample_inputs(cfg), model.input_names, model.output_names, dynamic, path, opset)
 
 
 def write_export_folder(

@@ -21,15 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
 from pruneport.export.manifest import Manifest
+from pruneport.export.onnx_export import batch_and_sequence_dims, dynamo_export
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, PruneState
 
 log = logging.getLogger(__name__)
@@ -150,27 +149,12 @@ def _sample(stage: Stage, cfg) -> tuple[torch.Tensor, ...]:
 def export_stage(stage: Stage, path: Path, opset: int) -> None:
     """Export one stage with dynamic batch and sequence (dynamo, like the single graph)."""
     cfg = stage.model.config
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("sequence", min=1, max=cfg.max_tokens)
+    batch, seq = batch_and_sequence_dims(cfg.max_tokens)
     if stage.start < 0:
         dynamic: Any = tuple({0: batch, 1: seq} for _ in stage.input_names)
     else:
         dynamic = ({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch})
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            stage.eval(),
-            _sample(stage, cfg),
-            input_names=stage.input_names,
-            output_names=stage.output_names,
-            dynamic_shapes=dynamic,
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    program.save(str(path), external_data=False)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=False)
+    dynamo_export(stage, _sample(stage, cfg), stage.input_names, stage.output_names, dynamic, path, opset)
 
 
 def split_stages(model: PrunedSequenceClassifier) -> list[Stage]:

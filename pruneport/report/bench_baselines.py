@@ -21,7 +21,6 @@ import json
 import logging
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,29 +155,17 @@ def export_plain_onnx(model, path: Path, input_names: list[str], max_tokens: int
     """``torch.onnx.export(dynamo=True)`` of a HF classifier: inputs [batch, sequence] int64, output ``logits``."""
     import torch
 
+    from pruneport.export.onnx_export import batch_and_sequence_dims, dynamo_export
+
     wrapper = _logits_module(model)
     length = min(16, max_tokens)
     ids = torch.randint(5, 100, (2, length), generator=torch.Generator().manual_seed(0))
     mask = torch.ones(2, length, dtype=torch.long)
     mask[1, length // 2 :] = 0
     args = [ids, mask] + ([torch.zeros_like(ids)] if "token_type_ids" in input_names else [])
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("sequence", min=1, max=max_tokens)
+    batch, seq = batch_and_sequence_dims(max_tokens)
     dynamic = {name: {0: batch, 1: seq} for name in input_names}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper,
-            tuple(args),
-            input_names=input_names,
-            output_names=["logits"],
-            dynamic_shapes=dynamic,
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    program.save(str(path), external_data=False)
+    dynamo_export(wrapper, tuple(args), input_names, ["logits"], dynamic, path, opset)
 
 
 def build_baselines(
