@@ -124,17 +124,10 @@ def random_batch(
     rng: np.random.Generator, lengths: list[int], vocab_size: int, pad_id: int, token_types: bool
 ) -> dict[str, np.ndarray]:
     """Right-padded int64 feeds with [CLS]-like id 2 first; each row as long as its entry in ``lengths``."""
-    width = max(lengths)
-    ids = np.full((len(lengths), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(lengths), width), dtype=np.int64)
-    for row, n in enumerate(lengths):
-        ids[row, :n] = rng.integers(5, vocab_size, n)
-        ids[row, 0] = 2
-        mask[row, :n] = 1
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if token_types:
-        feeds["token_type_ids"] = np.zeros_like(ids)
-    return feeds
+    from pruneport.passes.parity import random_feeds
+
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+    return random_feeds(rng, lengths, vocab_size, pad_id, names)
 
 
 def torch_feeds(feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
