@@ -13,31 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def machine() -> dict:
-    import onnxruntime
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
-    }
 
 
 def main() -> None:
@@ -50,10 +30,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    import torch
+
     from pruneport.calibration.data import load_texts
     from pruneport.export.onnx_export import write_export_folder
     from pruneport.methods import load_checkpoint
     from pruneport.methods.ltp import LTPParams, build
+    from pruneport.report.bench import machine_info
     from pruneport.report.flops import relative_flops
     from pruneport.runtime import load
 
@@ -108,7 +91,7 @@ def main() -> None:
         "speedup": float(best["unpruned"].sum() / best["pruned"].sum()),
         "accuracy": accuracy,
         "thresholds": pruned.pruning["thresholds"],
-        "machine": machine(),
+        "machine": machine_info(torch.get_num_threads()),
     }
     result["flops_ratio"] = 1 / result["relative_flops"]
     print(json.dumps(result, indent=2))

