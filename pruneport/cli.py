@@ -7,11 +7,17 @@ exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from pruneport.validate import non_negative_float, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("pruneport")
 
@@ -34,11 +40,27 @@ def _floats(text: str) -> list[float]:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """Options that say how to read a checkpoint (shared by export and other commands that take MODEL)."""
+    """Options that say how to read a checkpoint (shared by export and other commands that take MODEL).
+
+    Method options (thresholds, ETA, schedule, semantics) replace a model.pt's stored values (the manifest records
+    the new values and a note); an option of another method than the checkpoint's is refused.
+    """
     p.add_argument("--method", help="pruning method (required for folders; read from model.pt otherwise)")
-    p.add_argument("--thresholds", type=_floats, help="LTP: one effective threshold per layer, comma-separated")
-    p.add_argument("--final-threshold", type=float, help="LTP: rising schedule final_threshold * l / L")
-    p.add_argument("--score-norm-length", type=int, help="LTP: score denominator N (default 128)")
+    p.add_argument(
+        "--thresholds",
+        type=_floats,
+        help="LTP: one effective threshold per layer, comma-separated (replaces a model.pt's)",
+    )
+    p.add_argument(
+        "--final-threshold",
+        type=non_negative_float,
+        help="LTP: rising schedule final_threshold * l / L (replaces a model.pt's thresholds)",
+    )
+    p.add_argument(
+        "--score-norm-length",
+        type=positive_int,
+        help="LTP: score denominator N, >= 1 (default: the model.pt's, else 128)",
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling checkpoints (runs their code!)")
     p.add_argument(
         "--transkimmer-semantics",
@@ -46,8 +68,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="Transkimmer: real removal (default) or upstream master's post-softmax masking",
     )
     p.add_argument("--eta", type=_floats, help="AdapLeR: ETA per layer (overrides the checkpoint's)")
-    p.add_argument("--keep-ratio", type=float, help="Pyramid-BERT: target keep ratio p")
-    p.add_argument("--prune-upto", type=int, help="Pyramid-BERT: layer by which the ratio is reached")
+    p.add_argument("--keep-ratio", type=positive_float, help="Pyramid-BERT: target keep ratio p in (0, 1]")
+    p.add_argument("--prune-upto", type=positive_int, help="Pyramid-BERT: layer by which the ratio is reached")
     p.add_argument("--kcenter-m", help="Pyramid-BERT: tokens added per greedy round: an integer or 'k-1'")
     p.add_argument("--distance", choices=["euclidean", "cosine"], help="Pyramid-BERT: k-center distance")
 
@@ -59,11 +81,37 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in skip and v is not None and v is not False}
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, unless the default is None/False or the help states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if not action.option_strings or hidden or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every subcommand parser below it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += _parsers(child)
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from pruneport import __version__
+
     parser = argparse.ArgumentParser(prog="pruneport", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pruneport {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show pruneport's progress (INFO log lines; not other libraries')"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("export", help="checkpoint -> deployable folder (model.onnx, pruneport.json, tokenizer)")
     p.add_argument("model", type=Path, help="model.pt, or an upstream / HF checkpoint folder")
@@ -75,11 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="'hidden' adds last_hidden_state [batch, seq, hidden] in original positions",
     )
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=18,
+        help="ONNX opset of the graph: 18..25 (what the exporter produces; the manifest records the graph's)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--bucket",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="round each prune point's kept length up to a multiple of N (dead slots; same results, fewer shapes "
         "for OpenVINO); recorded in the manifest, also used for input lengths at run time",
@@ -93,24 +146,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         help="longest input the runtime accepts (manifest max_length; default: the checkpoint's, at most the "
         "backbone's positions)",
     )
 
     p = sub.add_parser("demo", help="train, export and run the embedded MiniLM LTP demo (offline)")
-    p.add_argument("-o", "--out", type=Path, default=Path("demo_out"))
-    p.add_argument("--final-threshold", type=float, default=0.005)
-    p.add_argument("--train-size", type=int, default=2000)
+    p.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output folder")
+    p.add_argument(
+        "--final-threshold", type=non_negative_float, default=0.005, help="LTP: initial threshold of the last layer"
+    )
+    p.add_argument("--train-size", type=positive_int, default=2000, help="SST-2 training examples to fine-tune on")
 
-    p = sub.add_parser("predict", help="classify texts with an export folder (torch-free runtime)")
-    p.add_argument("folder", type=Path)
-    p.add_argument("texts", nargs="+")
-    p.add_argument("--backend", default="onnxruntime")
-    p.add_argument("--device", default="cpu")
+    p = sub.add_parser(
+        "predict",
+        help="classify texts with an export folder (torch-free runtime)",
+        description="Prints one line per input: label, its probability, tokens per layer, then the text (two "
+        "columns with --pair); --json prints a JSON list instead.",
+    )
+    p.add_argument("folder", type=Path, help="an export folder (pruneport export / optimize / quantize / convert)")
+    p.add_argument("texts", nargs="+", help="texts to classify (with --pair: FIRST SECOND FIRST SECOND ...)")
+    p.add_argument(
+        "--pair",
+        action="store_true",
+        help="read the texts two at a time as sentence pairs (premise hypothesis, question sentence, ...)",
+    )
+    p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime", help="inference engine")
+    p.add_argument(
+        "--device", choices=["cpu", "gpu", "auto"], default="cpu", help="device ('auto': OpenVINO picks one)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per run")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (labels, probabilities, tokens)")
 
     for module_name in PLUGIN_MODULES:
         _plugin(module_name).register(sub)
+    for each in _parsers(parser):
+        each.formatter_class = HelpFormatter
     return parser
 
 
@@ -133,11 +204,14 @@ def _plugin(module_name: str):
 
 @command("export")
 def _export(args: argparse.Namespace) -> int:
-    from pruneport.export.onnx_export import write_export_folder
+    from pruneport.export.onnx_export import check_opset, write_export_folder
     from pruneport.methods import get_method, load_checkpoint
+    from pruneport.validate import check_output_folder
 
     if args.method is not None:
         get_method(args.method)  # unknown methods fail before any file is read
+    check_opset(args.opset)
+    check_output_folder(args.out, "-o")
     options = model_options(args)
     if args.outputs == "hidden":
         options["output_hidden"] = True
@@ -153,6 +227,8 @@ def _export(args: argparse.Namespace) -> int:
         cls_only_last_layer=args.cls_only_last_layer,
         split=args.split,
         max_length=args.max_length,
+        inputs=(args.model,),
+        progress=sys.stderr.isatty(),
     )
     print(f"exported {loaded.method} model to {out}")
     return 0
@@ -168,33 +244,116 @@ def _demo(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from pruneport.runtime import load
+    import json
 
-    classifier = load(args.folder, backend=args.backend, device=args.device)
-    result = classifier.predict(args.texts)
-    for text, label, probs, tokens in zip(
-        args.texts, result.labels, result.probabilities, result.tokens_per_layer, strict=True
-    ):
-        print(f"{label}\t{probs.max():.3f}\t{tokens.tolist()}\t{text}")
+    from pruneport.runtime import load
+    from pruneport.runtime.text import check_unicode
+
+    for i, text in enumerate(args.texts):
+        check_unicode(text, f"text argument {i + 1}")  # undecodable bytes on the command line
+    texts: list[str | tuple[str, str]] = list(args.texts)
+    if args.pair:
+        if len(texts) % 2:
+            raise ValueError(f"--pair reads texts two at a time (FIRST SECOND ...), got an odd number ({len(texts)})")
+        texts = list(zip(args.texts[::2], args.texts[1::2], strict=True))
+    classifier = load(args.folder, backend=args.backend, device=args.device, batch_size=args.batch_size)
+    result = classifier.predict(texts)
+    rows = zip(texts, result.labels, result.probabilities, result.tokens_per_layer, strict=True)
+    if args.json:
+        names = classifier.manifest.label_names
+        records = [
+            {
+                "text": list(text) if isinstance(text, tuple) else text,
+                "label": label,
+                "probability": round(float(probs.max()), 6),
+                "probabilities": {n: round(float(v), 6) for n, v in zip(names, probs, strict=True)},
+                "tokens_per_layer": tokens.tolist(),
+            }
+            for text, label, probs, tokens in rows
+        ]
+        print("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]")
+        return 0
+    for text, label, probs, tokens in rows:
+        shown = "\t".join(text) if isinstance(text, tuple) else text
+        print(f"{label}\t{probs.max():.3f}\t{tokens.tolist()}\t{shown}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a usage error, after argparse's message)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a value an option's type refused
+        return done.code if isinstance(done.code, int) else 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # -v: pruneport's own INFO lines only (other libraries stay at WARNING)
+    logging.getLogger("pruneport").setLevel(logging.INFO if args.verbose else logging.WARNING)
     from pruneport.errors import USER_ERRORS
 
+    installed, previous = _unwind_on_sigterm()
     try:
         func = getattr(args, "func", None) or COMMANDS[args.command]
-        return int(func(args) or 0)
+        return _run(func, args)
     except USER_ERRORS as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full output location, a folder where a file belongs, ...
+        if args.debug or not _environment_error(err):
+            raise
+        print(f"error: {_os_error_line(err)}", file=sys.stderr)
+        return 2
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, showing each Python warning as one ``warning: ...`` line (no source file and line)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return int(func(args) or 0)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None, line=None):
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+# OSErrors that describe the user's environment (permissions, read-only or full disks, a folder where a file is
+# expected) rather than a bug: one error line each
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR}
+
+
+def _environment_error(err: OSError) -> bool:
+    return isinstance(err, PermissionError | IsADirectoryError | NotADirectoryError) or err.errno in _ENVIRONMENT_ERRNOS
+
+
+def _os_error_line(err: OSError) -> str:
+    """``strerror: path``; for a hidden staging folder that could not be made, the folder it was to be made in."""
+    reason = err.strerror or type(err).__name__
+    if not err.filename:
+        return reason
+    path = Path(os.fsdecode(err.filename))
+    if path.name.startswith(".") and not path.exists():
+        return f"cannot write in {path.parent}: {reason}"
+    return f"{reason}: {path}"
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so staging folders and temporary files are removed on the way out."""
+    print("error: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def _unwind_on_sigterm() -> tuple[bool, Any]:
+    """Install :func:`_terminated` for SIGTERM (main thread only); returns (installed, the previous handler)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False, None
+    return True, signal.signal(signal.SIGTERM, _terminated)
 
 
 if __name__ == "__main__":

@@ -195,9 +195,9 @@ def test_compute_ratios_exact():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--batch-sizes", "0"], "batch sizes"),
+        (["--batch-sizes", "0"], "--batch-sizes: each value must be a positive integer"),  # argparse refuses it
         (["--backends", "tensorrt"], "unknown backends"),
-        (["--repeats", "0"], "repeats"),
+        (["--repeats", "0"], "--repeats: must be a positive integer"),
     ],
 )
 def test_bad_settings_are_user_errors(tiny_ltp_export, tiny_data, extra, message, capsys):
@@ -211,3 +211,15 @@ def test_not_an_export_folder(tmp_path, tiny_data):
         BenchConfig(folders=[tmp_path], data=str(tiny_data)).check()
     with pytest.raises(BenchError, match="nothing to benchmark"):
         BenchConfig(folders=[], data=str(tiny_data)).check()
+
+
+def test_a_failed_bench_leaves_no_empty_output_folders(tiny_data, tmp_path, capsys):
+    from pruneport.cli import main
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    work, results = tmp_path / "w" / "work", tmp_path / "j" / "results.json"
+    argv = ["bench", "--data", str(tiny_data), "--baseline-from", str(broken), "--memory", "off"]
+    assert main([*argv, "--work", str(work), "--json", str(results)]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt"]

@@ -84,3 +84,36 @@ def test_calibrate_cli(tiny_folder, tmp_path):
     assert main(["calibrate", str(tiny_folder), "--data", str(data), "--target-flops", "0.7", "-o", str(out)]) == 0
     assert Manifest.read(out).history[-1]["target_flops"] == 0.7
     assert main(["calibrate", str(tiny_folder), "--data", str(data), "-o", str(tmp_path / "none")]) == 2
+
+
+def test_an_unreachable_target_warns_with_the_comparison_the_right_way_round(tiny_folder, calib_data, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="pruneport.calibration.calibrate"):
+        search_flops_scale(FolderRunner(tiny_folder), calib_data, 0.01)
+    (message,) = [r.getMessage() for r in caplog.records if "too many tokens" in r.getMessage()]
+    reached = float(message.split("relative FLOPs ")[1].split()[0])
+    assert reached > 0.01 and f"relative FLOPs {reached:.3f} > target 0.010" in message
+
+
+def test_calibrate_writes_a_copy_and_edits_in_place_only_when_asked(tiny_folder, tmp_path):
+    import shutil
+
+    from pruneport.cli import main
+    from tests.quant_fixtures import random_texts
+
+    folder = shutil.copytree(tiny_folder, tmp_path / "fp32")
+    texts = random_texts(32, seed=4)
+    data = tmp_path / "cal.tsv"
+    rows = "".join(f"{t}\t{y}\n" for t, y in zip(texts.texts, texts.labels, strict=True))
+    data.write_text("sentence\tlabel\n" + rows)
+    argv = ["calibrate", str(folder), "--data", str(data), "--target-flops", "0.7"]
+    before = (folder / "model.onnx").read_bytes()
+    assert main(argv) == 2  # neither -o nor --in-place: a usage error
+    assert main([*argv, "--in-place", "-o", str(tmp_path / "copy")]) == 2
+    assert main([*argv, "-o", str(folder)]) == 2  # -o FOLDER is not --in-place
+    assert (folder / "model.onnx").read_bytes() == before
+    assert main([*argv, "--in-place"]) == 0
+    assert Manifest.read(folder).history[-1]["target_flops"] == 0.7
+    assert (folder / "model.onnx").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.tsv", "fp32"]  # no staging left beside it

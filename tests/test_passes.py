@@ -221,10 +221,13 @@ def test_optimize_folder_drops_artefacts_of_the_source_graph(ltp_folder, tmp_pat
     source = tmp_path / "src"
     shutil.copytree(ltp_folder, source)
     manifest = Manifest.read(source)
-    manifest.extra["split"] = {"stages": ["split/stage0.onnx"]}
+    (source / "split").mkdir()
+    shutil.copy(source / "model.onnx", source / "split" / "stage_0.onnx")  # stands in for a stage graph
+    stage = {"file": "split/stage_0.onnx", "start": -1, "end": None, "layers": [0, 1, 2], "inputs": manifest.inputs}
+    manifest.extra["split"] = {"stages": [stage]}
     manifest.write(source)
     out, _ = optimize_folder(source, tmp_path / "opt", passes=["cleanup"], verify=False)
     written = Manifest.read(out)
-    assert "split" not in written.extra
+    assert "split" not in written.extra and not (out / "split").exists()
     assert written.history[-1]["dropped"] == ["split"]
     assert "parity" not in written.history[-1]

@@ -222,14 +222,41 @@ def test_cli_train_finetune_then_ltp(work, tmp_path, capsys):
     common = ["--data", data, "--max-length", "32", "--batch-size", "16", "--no-progress"]
     argv = ["train", "finetune", "--backbone", str(work["backbone"]), *common, "--steps", "3", "-o", str(ft)]
     assert main(argv) == 0
-    assert (ft / "model.pt").exists() and (ft / "checkpoint-finetune.pt").exists()
-    assert main(argv) == 2  # checkpoints there and no --resume
-    assert "--resume" in capsys.readouterr().err
-    assert main([*argv, "--resume"]) == 0
+    assert (ft / "model.pt").exists() and not list(ft.glob("checkpoint-*.pt"))  # a finished run keeps no checkpoint
+    finished = (ft / "model.pt").read_bytes()
+    assert main(argv) == 2  # results there: not replaced without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 2  # nothing to resume
+    assert "finished" in capsys.readouterr().err
+    assert (ft / "model.pt").read_bytes() == finished
+    assert main([*argv, "--overwrite"]) == 0
     out = tmp_path / "ltp"
     ltp_argv = ["train", "ltp", "--from", str(ft / "model.pt"), *common, "--score-norm-length", str(N)]
     assert main([*ltp_argv, "--soft-steps", "2", "--hard-steps", "2", "--lambda", "0.2", "-o", str(out)]) == 0
     assert load_checkpoint(out / "model.pt").pruning["score_norm_length"] == N
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "training.json"]
+    assert main([*ltp_argv, "--soft-steps", "2", "--hard-steps", "2", "-o", str(ft)]) == 2  # --out holds --from
+    assert "input" in capsys.readouterr().err and (ft / "model.pt").exists()
+
+
+def test_interrupted_run_resumes_and_then_drops_its_checkpoint(work, tmp_path, capsys, monkeypatch):
+    data = str(work["root"] / "train.tsv")
+    ft = tmp_path / "ft"
+    argv = ["train", "finetune", "--backbone", str(work["backbone"]), "--data", data, "--max-length", "32"]
+    argv += ["--batch-size", "16", "--no-progress", "--steps", "4", "--checkpoint-every", "2", "-o", str(ft)]
+    from pruneport.training import recipes
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recipes, "save_model_pt", killed)  # interrupted after the last step, before the result
+        with pytest.raises(KeyboardInterrupt):
+            main(argv)
+    assert (ft / "checkpoint-finetune.pt").exists() and not (ft / "model.pt").exists()
+    assert main(argv) == 2 and "--resume" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    assert sorted(p.name for p in ft.iterdir()) == ["model.pt", "training.json"]
 
 
 def test_cli_rejects_unlabeled_data(work, tmp_path, capsys):
@@ -238,3 +265,4 @@ def test_cli_rejects_unlabeled_data(work, tmp_path, capsys):
     argv = ["train", "finetune", "--backbone", str(work["backbone"]), "--data", str(bad), "-o", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "label" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # a failed run leaves no empty output folder

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pruneport.calibration.data import LabeledTexts, load_texts
-from pruneport.export.manifest import Manifest
+from pruneport.export.manifest import Manifest, read_tokenizer
 from pruneport.runtime.text import TextEncoder, length_batches, pad_batch
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,17 @@ def tokenized_batches(
     Args:
         folder: a pruneport export folder (its manifest gives the inputs, max length and pad id; its tokenizer is
             used).
-        data: a data spec (``sst2``, a file, a hub name) or a :class:`LabeledTexts`.
+        data: a data spec (``sst2``, a file, ``hub:NAME``) or a :class:`LabeledTexts`.
         split: the split to read when ``data`` is a spec.
         limit: take a seeded random subset of this many examples.
         batch_size: examples per batch; batches group texts of similar length.
         seed: seed of the subset.
     """
+    from pruneport.validate import check_count
+
+    check_count(batch_size, "batch_size")
+    if limit is not None:
+        check_count(limit, "limit")
     folder = Path(folder)
     manifest = Manifest.read(folder)
     texts = load_texts(data, split, limit=limit, seed=seed) if isinstance(data, str) else data
@@ -97,10 +102,7 @@ def tokenized_batches(
         texts = texts.subset(limit, seed=seed)
     if len(texts) == 0:
         raise ValueError(f"no examples in {texts.source}")
-    tokenizer = folder / manifest.tokenizer_file
-    if not tokenizer.exists():
-        raise FileNotFoundError(f"{folder} has no {manifest.tokenizer_file}")
-    encoder = TextEncoder(tokenizer.read_text(encoding="utf-8"), manifest.max_length, manifest.pad_token_id)
+    encoder = TextEncoder(read_tokenizer(folder, manifest), manifest.max_length, manifest.pad_token_id)
     import warnings
 
     with warnings.catch_warnings():

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import pruneport
 from pruneport.calibration.batches import TokenizedData
 from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import ThresholdError, threshold_name, threshold_spec
-from pruneport.export.folders import check_writable, staged_folder
+from pruneport.export.folders import carry_over, check_output, staged_folder
 from pruneport.export.manifest import Manifest
 from pruneport.report.flops import relative_flops
 
@@ -108,9 +107,9 @@ def search_flops_scale(
     while f(hi) > target and hi < 1e4 and runs < max_runs:
         hi *= 4
     if f(lo) < target:
-        log.warning("even scale %.3g keeps too few tokens (relative FLOPs %.3f > target %.3f)", lo, f(lo), target)
+        log.warning("even scale %.3g keeps too few tokens (relative FLOPs %.3f < target %.3f)", lo, f(lo), target)
     if f(hi) > target:
-        log.warning("even scale %.3g keeps too many tokens (relative FLOPs %.3f < target %.3f)", hi, f(hi), target)
+        log.warning("even scale %.3g keeps too many tokens (relative FLOPs %.3f > target %.3f)", hi, f(hi), target)
     while runs < max_runs and hi / lo > 1.001:
         mid = math.sqrt(lo * hi)
         value = f(mid)
@@ -203,18 +202,30 @@ def refit_to_reference(
 
 
 def write_thresholds(
-    folder: str | Path, out: str | Path, values: dict[int, float], step: dict[str, Any], overwrite: bool = False
+    folder: str | Path,
+    out: str | Path,
+    values: dict[int, float],
+    step: dict[str, Any],
+    overwrite: bool = False,
+    in_place: bool = False,
 ) -> Path:
-    """Copy an export folder to ``out`` with new graph threshold values (and the manifest's pruning updated)."""
+    """Copy an export folder to ``out`` with new graph threshold values (and the manifest's pruning updated).
+
+    Derived files follow the rule of every writer (regenerated or dropped with their manifest entry): the OpenVINO
+    IR of a converted folder is made again from the new ONNX graph (same weight precision; dropped when openvino is
+    not installed), split stages (graphs holding the old thresholds) are dropped (re-export with ``--split``).
+    ``in_place``: ``out`` may be ``folder`` itself (it is replaced atomically).
+    """
+    import importlib.util
+
     folder, out = Path(folder), Path(out)
     manifest = Manifest.read(folder)
-    if out.resolve() != folder.resolve():  # calibrating in place replaces the folder itself
-        check_writable(out, overwrite)
+    check_output(out, [folder], overwrite, in_place=in_place)
     spec = threshold_spec(manifest.method)
     with staged_folder(out) as tmp:
-        for item in folder.iterdir():
-            if item.is_file() and item.name != "pruneport.json":
-                shutil.copy(item, tmp / item.name)
+        ir = manifest.extra.get("openvino") or {}
+        dropped = manifest.drop_derived()
+        carry_over(folder, tmp, manifest, model=False)  # the tokenizer
         if manifest.model_file.endswith(".xml"):
             import openvino as ov
 
@@ -227,8 +238,7 @@ def write_thresholds(
                 new = ov.opset13.constant(np.asarray(value, dtype=np.float32).reshape(tuple(old.get_output_shape(0))))
                 new.set_friendly_name(old.get_friendly_name())
                 old.output(0).replace(new.output(0))
-            for name in ("model.xml", "model.bin"):
-                (tmp / name).unlink(missing_ok=True)
+            (tmp / manifest.model_file).parent.mkdir(parents=True, exist_ok=True)
             ov.save_model(model, str(tmp / manifest.model_file), compress_to_fp16=False)
         else:
             import onnx
@@ -238,7 +248,17 @@ def write_thresholds(
             model = onnx.load(str(folder / manifest.model_file))
             name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
             set_thresholds(model, values)
+            (tmp / manifest.model_file).parent.mkdir(parents=True, exist_ok=True)
             onnx.save(model, str(tmp / manifest.model_file))
+            if ir and importlib.util.find_spec("openvino") is not None:
+                from pruneport.export.openvino import add_openvino_ir
+
+                add_openvino_ir(tmp, manifest, fp16=ir.get("weights") == "f16")
+                dropped.remove("openvino")
+                step = {**step, "regenerated": ["openvino"]}
+        if dropped:
+            step = {**step, "dropped": dropped}
+            log.warning("not carried over (made from the old thresholds; re-create them): %s", dropped)
         manifest.pruning = spec.update(manifest.pruning, manifest.num_layers, values)
         manifest.history = [*manifest.history, {**step, "pruneport": pruneport.__version__}]
         manifest.write(tmp)

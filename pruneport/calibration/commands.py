@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pruneport.validate import non_negative_float, positive_float, positive_int
+
 
 def add_data_options(p: argparse.ArgumentParser, split: str = "train", limit: int = 300) -> None:
-    """Where calibration data comes from (a ``datasets`` spec: sst2/mrpc/imdb, a local file, or a hub name)."""
-    p.add_argument("--data", required=True, help="data: sst2, mrpc, imdb, a .tsv/.csv/.json file, or a hub name")
+    """Where calibration data comes from (a ``datasets`` spec: sst2/mrpc/imdb, a local file, or ``hub:NAME``)."""
+    p.add_argument(
+        "--data",
+        required=True,
+        help="data: sst2, mrpc, imdb, a .tsv/.csv/.json file or folder, or hub:NAME[/CONFIG] (network)",
+    )
     p.add_argument("--split", default=split, help=f"split to read (default {split})")
     p.add_argument(
-        "--limit", type=int, default=limit, help=f"examples to use, a seeded random subset (default {limit})"
+        "--limit", type=positive_int, default=limit, help=f"examples to use, a seeded random subset (default {limit})"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="examples per batch (default 16)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="examples per batch (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random subset")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folder", type=Path, help="FP32 export folder")
     p.add_argument("-o", "--out", type=Path, required=True, help="INT8 export folder to write")
     add_data_options(p)
-    p.add_argument("--backend", choices=["onnxruntime", "openvino"], default="onnxruntime")
+    p.add_argument(
+        "--backend",
+        choices=["onnxruntime", "openvino"],
+        default="onnxruntime",
+        help="engine the INT8 folder is for: ONNX QDQ (or dynamic) for onnxruntime, NNCF IR for openvino",
+    )
     p.add_argument("--mode", choices=["static", "dynamic"], default="static", help="onnxruntime: static QDQ or dynamic")
     p.add_argument(
         "--calibration",
@@ -36,35 +47,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="quantize the score path too (by default what decides pruning stays FP32)",
     )
-    p.add_argument("--max-drop", type=float, help="openvino: NNCF accuracy control, max absolute accuracy drop")
+    p.add_argument(
+        "--max-drop", type=non_negative_float, help="openvino: NNCF accuracy control, max absolute accuracy drop"
+    )
     p.add_argument("--validation-split", default="dev", help="labeled split for --max-drop (default dev)")
     p.add_argument(
         "--refit-thresholds",
         action="store_true",
         help="after quantizing, re-fit thresholds so the INT8 graph keeps as many tokens as FP32 on the data",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_quantize)
 
     p = sub.add_parser("calibrate", help="fit thresholds on data: a relative-FLOPs target and/or an FP32 reference")
     p.add_argument("folder", type=Path, help="export folder (FP32 or INT8)")
-    p.add_argument("-o", "--out", type=Path, help="folder to write (default: update FOLDER in place)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--out", type=Path, help="folder to write (a copy of FOLDER with the new thresholds)")
+    where.add_argument(
+        "--in-place", action="store_true", help="replace FOLDER itself (atomically) instead of writing -o OUT"
+    )
     add_data_options(p, limit=256)
-    p.add_argument("--target-flops", type=float, help="relative FLOPs to reach, e.g. 0.5 (one scale on all thresholds)")
+    p.add_argument(
+        "--target-flops",
+        type=positive_float,
+        help="relative FLOPs to reach, e.g. 0.5 (one scale on all thresholds)",
+    )
     p.add_argument(
         "--reference",
         type=Path,
         help="FP32 export folder: re-fit FOLDER's thresholds so it keeps as many tokens as this one",
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_calibrate)
 
 
 def _load(args: argparse.Namespace, folder: Path, split: str | None = None):
     from pruneport.calibration.batches import tokenized_batches
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be positive, got {args.limit}")
     return tokenized_batches(folder, args.data, split or args.split, args.limit, args.batch_size, args.seed)
 
 
@@ -89,7 +108,8 @@ def _quantize(args: argparse.Namespace) -> int:
     runner = FolderRunner(out)
     if args.refit_thresholds:
         result = refit_to_reference(runner, data, reference)
-        write_thresholds(out, out, result.values, {"step": "calibrate", "refit_to": str(args.folder)}, overwrite=True)
+        step = {"step": "calibrate", "refit_to": str(args.folder)}
+        write_thresholds(out, out, result.values, step, overwrite=True, in_place=True)
         print(
             f"re-fitted thresholds: identical kept tokens {result.before.identical:.1%} -> {result.after.identical:.1%}"
         )
@@ -110,9 +130,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.target_flops is None and args.reference is None:
         raise ValueError("give --target-flops R, --reference FP32_FOLDER, or both")
-    out = args.out or args.folder
-    if out.resolve() != args.folder.resolve() and out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    from pruneport.export.folders import check_output
+
+    out = args.folder if args.in_place else args.out
+    check_output(out, [args.folder, args.reference], args.overwrite, in_place=args.in_place)
     data = _load(args, args.folder)
     runner = FolderRunner(args.folder)
     values = dict(runner.threshold_defaults)
@@ -134,6 +155,6 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"{result.after.identical:.1%}, mean relative difference {result.before.mean_relative_difference:.3f} -> "
             f"{result.after.mean_relative_difference:.3f}"
         )
-    write_thresholds(args.folder, out, values, step, overwrite=True)
+    write_thresholds(args.folder, out, values, step, overwrite=args.overwrite, in_place=args.in_place)
     print(f"wrote {out}")
     return 0

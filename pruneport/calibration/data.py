@@ -6,7 +6,11 @@ A data spec is one of:
   (default: ``../shared/data`` beside the repository or the current folder); splits ``train`` and ``dev``
   (IMDB's ``test`` file serves as its ``dev``);
 - a path to a TSV, CSV, JSON or JSON-lines file, or to a folder holding ``{split}.tsv`` / ``.csv`` / ``.json``;
-- a hub dataset name (``glue/sst2`` style ``name/config``), which needs network access.
+- ``hub:NAME`` or ``hub:NAME/CONFIG`` (``hub:glue/sst2``), a Hugging Face hub data set, which needs network access.
+
+Anything else (a typo such as ``sst``, a file or folder that does not exist) fails at once with :class:`DataError`:
+the hub is only asked when the spec says ``hub:``. Local files must be non-empty UTF-8 text; a file the reader
+cannot parse is reported in one line.
 
 Local TSVs are read with quoting disabled and a BOM-tolerant encoding (the benchmark files contain bare ``"``
 characters and MRPC starts with a BOM). Text columns are found by name: ``sentence``/``text``/``review`` for single
@@ -19,12 +23,16 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SHORT_NAMES = {"sst2": "sst2", "sst-2": "sst2", "mrpc": "mrpc", "imdb": "imdb"}
+HUB_PREFIX = "hub:"
+DATA_SUFFIXES = (".tsv", ".csv", ".json", ".jsonl")
 SINGLE_COLUMNS = ("sentence", "text", "review", "content")
 PAIR_COLUMNS = (
     ("#1 String", "#2 String"),
@@ -34,6 +42,14 @@ PAIR_COLUMNS = (
     ("text_a", "text_b"),
 )
 LABEL_COLUMNS = ("label", "Quality", "labels")
+
+
+class DataError(ValueError):
+    """A data spec or data file that cannot be used: unknown name, missing path, empty, not UTF-8, unparsable."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder that does not exist (also a FileNotFoundError)."""
 
 
 @dataclass
@@ -71,7 +87,11 @@ def data_root() -> Path:
 
 
 def resolve_data_file(spec: str, split: str) -> Path | None:
-    """The local file for a spec and split, or None when the spec is not local."""
+    """The local file for a spec and split, or None for a ``hub:`` spec; DataError for anything unknown."""
+    if spec.lower().startswith(HUB_PREFIX):
+        if not spec[len(HUB_PREFIX) :].strip("/ "):
+            raise DataError(f"--data {spec!r}: write a hub data set as hub:NAME or hub:NAME/CONFIG")
+        return None
     short = SHORT_NAMES.get(spec.lower())
     if short:
         folder = data_root() / short
@@ -79,42 +99,116 @@ def resolve_data_file(spec: str, split: str) -> Path | None:
         name = "dev" if name == "validation" else name
         path = folder / f"{name}.tsv"
         if not path.exists():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"{spec} {split}: {path} not found; set PRUNEPORT_DATA to the folder holding sst2/, mrpc/, imdb/"
             )
         return path
     path = Path(spec)
     if path.is_dir():
-        for ext in (".tsv", ".csv", ".json", ".jsonl"):
+        for ext in DATA_SUFFIXES:
             candidate = path / f"{split}{ext}"
             if candidate.exists():
                 return candidate
-        raise FileNotFoundError(f"{path} has no {split}.tsv/.csv/.json/.jsonl")
-    if path.suffix in (".tsv", ".csv", ".json", ".jsonl") or path.exists():
-        if not path.exists():
-            raise FileNotFoundError(f"data file not found: {path}")
+        raise DataNotFoundError(f"{path} has no {split}.tsv/.csv/.json/.jsonl")
+    if path.exists():
         return path
-    return None
+    raise _unknown_spec(spec)
+
+
+def _unknown_spec(spec: str) -> DataError:
+    """The error for a spec that is neither a known set, nor an existing path, nor ``hub:...`` (no network asked)."""
+    import difflib
+
+    hint = f"for a Hugging Face hub data set write {HUB_PREFIX}NAME[/CONFIG]"
+    if any(c in spec for c in "/\\") or spec.startswith(".") or Path(spec).suffix.lower() in DATA_SUFFIXES:
+        return DataNotFoundError(f"data file or folder not found: {spec} ({hint})")
+    close = difflib.get_close_matches(spec.lower(), sorted(set(SHORT_NAMES)), n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(sorted(set(SHORT_NAMES.values())))
+    return DataError(f"unknown data {spec!r}{guess}: not a local set ({known}) nor an existing file or folder; {hint}")
+
+
+def check_text_file(path: Path) -> None:
+    """Refuse a data file that is empty, not UTF-8, binary (NUL bytes) or, for TSV/CSV, a header without rows."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    lines, offset, content = 0, 0, False
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    bad = chunk[err.start]
+                    raise DataError(
+                        f"{path} is not UTF-8 text (byte 0x{bad:02x} at offset {offset + err.start}); save it as UTF-8"
+                    ) from None
+                if "\x00" in text:
+                    raise DataError(f"{path} holds NUL bytes: it is not a text file")
+                content = content or bool(text.strip())
+                lines += sum(1 for line in text.splitlines() if line.strip())
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text (it ends inside a multi-byte character)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder without {'/'.join(DATA_SUFFIXES)} files") from None
+    if not content:
+        raise DataError(f"{path} is empty")
+    if path.suffix not in (".json", ".jsonl") and lines < 2:
+        raise DataError(f"{path} holds no examples: a header line and at least one row are needed")
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of the innermost cause of ``err`` (``datasets`` wraps the reader's error)."""
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def _read_local(path: Path):
+    check_text_file(path)
+    kind = "JSON" if path.suffix in (".json", ".jsonl") else ("TSV" if path.suffix == ".tsv" else "CSV")
+    with _quiet_datasets():
+        return _load_local(path, kind)
+
+
+def _load_local(path: Path, kind: str):
     import csv
 
     from datasets import load_dataset
 
-    if path.suffix in (".json", ".jsonl"):
-        return load_dataset("json", data_files=str(path), split="train")
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    quoting = csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL
-    return load_dataset(
-        "csv",
-        data_files=str(path),
-        split="train",
-        delimiter=delimiter,
-        quoting=quoting,
-        encoding="utf-8-sig",
-        keep_default_na=False,
-    )
+    try:
+        if kind == "JSON":
+            return load_dataset("json", data_files=str(path), split="train")
+        return load_dataset(
+            "csv",
+            data_files=str(path),
+            split="train",
+            delimiter="\t" if kind == "TSV" else ",",
+            quoting=csv.QUOTE_NONE if kind == "TSV" else csv.QUOTE_MINIMAL,
+            encoding="utf-8-sig",
+            keep_default_na=False,
+        )
+    except Exception as err:  # datasets wraps the reader's error in its own classes (DatasetGenerationError, ...)
+        raise DataError(f"cannot read {path} as {kind}: {_reason(err)}") from err
+
+
+@contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No ``datasets`` progress bars ("Generating train split ...") while reading a local file; pruneport's own
+    log line says what was read."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
 def load_texts(spec: str, split: str = "train", limit: int | None = None, seed: int = 0) -> LabeledTexts:
@@ -126,10 +220,14 @@ def load_texts(spec: str, split: str = "train", limit: int | None = None, seed: 
     else:
         from datasets import load_dataset
 
-        name, _, config = spec.partition("/")
+        hub_name = spec[len(HUB_PREFIX) :].strip("/ ")
+        name, _, config = hub_name.partition("/")
         hub_split = "validation" if split == "dev" else split
-        table = load_dataset(name, config or None, split=hub_split)
-        source = f"hub:{spec}:{hub_split}"
+        try:
+            table = load_dataset(name, config or None, split=hub_split)
+        except Exception as err:  # network errors, unknown names or splits: datasets and huggingface_hub classes
+            raise DataError(f"cannot load hub data set {hub_name!r} split {hub_split!r}: {_reason(err)}") from err
+        source = f"{HUB_PREFIX}{hub_name}:{hub_split}"
     columns = list(table.column_names)
     texts = _texts_from(table, columns, source)
     label_col = next((c for c in LABEL_COLUMNS if c in columns), None)

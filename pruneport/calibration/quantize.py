@@ -33,8 +33,6 @@ fake-quantized value. Roles come from :func:`pruneport.calibration.graph.matmul_
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
 from pruneport.calibration.graph import GraphIndex, MatMulInfo, matmul_table
 from pruneport.calibration.thresholds import SPECS, ThresholdError, name_thresholds, set_thresholds, threshold_spec
-from pruneport.export.folders import check_writable, staged_folder
+from pruneport.export.folders import carry_over, check_output, scratch_dir, staged_folder, temp_files_under
 from pruneport.export.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -279,6 +277,8 @@ def _quantize_openvino(
     import numpy as np
     import openvino as ov
 
+    # NNCF logs its INFO lines to stdout through its own handler: keep them for pruneport's DEBUG level only
+    nncf.set_log_level(logging.INFO if log.isEnabledFor(logging.DEBUG) else logging.WARNING)
     source = work / "fp32.onnx"
     onnx.save(model, str(source))
     core = ov.Core()
@@ -343,15 +343,13 @@ def quantize_folder(
     opts.check()
     folder, out = Path(folder), Path(out)
     manifest = Manifest.read(folder)
-    if out.resolve() == folder.resolve():
-        raise ValueError("the output folder must differ from the input folder")
-    check_writable(out, overwrite)
+    check_output(out, [folder], overwrite)
     model = prepared_fp32(folder, manifest)
     table = matmul_table(model)
     path = score_path(model, table, manifest) if opts.keep_score_path else ScorePath()
-    work = Path(tempfile.mkdtemp(prefix="pruneport-quant-"))
-    try:
-        with staged_folder(out) as tmp:
+    with staged_folder(out) as tmp:
+        work = scratch_dir(tmp)  # temporary models, and the quantizers' own temporary files, go with the staging
+        with temp_files_under(work):
             if opts.backend == "openvino":
                 import openvino as ov
 
@@ -370,26 +368,29 @@ def quantize_folder(
                 onnx.checker.check_model(qmodel)
                 onnx.save(qmodel, str(tmp / "model.onnx"))
                 model_file = "model.onnx"
-            shutil.copy(folder / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
-            step: dict[str, Any] = {
-                "step": "quantize",
-                "backend": opts.backend,
-                "scheme": scheme,
-                "score_path_fp32": opts.keep_score_path,
-                "calibration": {"source": data.source, "examples": data.n},
-                "pruneport": pruneport.__version__,
-            }
-            manifest.model_file = model_file
-            manifest.precision = "int8"
-            manifest.history = [*manifest.history, step]
-            manifest.extra = {
-                **manifest.extra,
-                "backend": opts.backend,
-                "quantization": {**step, "fp32_matmuls": path.matmuls, "rewired_inputs": rewired},
-                "matmuls": [m.to_dict() for m in table],
-            }
-            manifest.write(tmp)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        # split stages and OpenVINO IR were made from the FP32 graph: they do not describe the quantized one
+        dropped = manifest.drop_derived()
+        carry_over(folder, tmp, manifest, model=False)  # the tokenizer
+        step: dict[str, Any] = {
+            "step": "quantize",
+            "backend": opts.backend,
+            "scheme": scheme,
+            "score_path_fp32": opts.keep_score_path,
+            "calibration": {"source": data.source, "examples": data.n},
+            "pruneport": pruneport.__version__,
+        }
+        if dropped:
+            step["dropped"] = dropped
+            log.warning("not carried over (made from the FP32 graph; re-create them): %s", dropped)
+        manifest.model_file = model_file
+        manifest.precision = "int8"
+        manifest.history = [*manifest.history, step]
+        manifest.extra = {
+            **manifest.extra,
+            "backend": opts.backend,
+            "quantization": {**step, "fp32_matmuls": path.matmuls, "rewired_inputs": rewired},
+            "matmuls": [m.to_dict() for m in table],
+        }
+        manifest.write(tmp)
     log.info("wrote %s (%s %s)", out, opts.backend, scheme)
     return out

@@ -19,14 +19,36 @@ import onnx
 import torch
 
 import pruneport
-from pruneport.export.folders import check_writable, staged_folder
+from pruneport.export.folders import check_output, staged_folder
 from pruneport.export.manifest import Manifest
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
+from pruneport.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
+# Default-domain opsets the dynamo exporter really produces for pruneport's graphs, and ONNX Runtime and OpenVINO
+# run (torch 2.13, onnxscript, onnx 1.23, ORT 1.32, OpenVINO 2026.4): below 18 the exporter's version conversion
+# fails (LayerNormalization, ReduceMax attributes) and leaves an opset-18 graph behind; 26 fails onnx.checker (Gelu).
+SUPPORTED_OPSETS = range(18, 26)
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if the exporter produces it (:data:`SUPPORTED_OPSETS`); OptionError otherwise."""
+    from pruneport.validate import OptionError
+
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise OptionError(
+            f"--opset {opset!r} is not supported: the exporter produces opsets "
+            f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})"
+        )
+    return opset
+
+
+def graph_opset(proto: onnx.ModelProto) -> int:
+    """The default-domain opset a graph really imports."""
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
 def sample_inputs(cfg: BackboneConfig, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, ...]:
@@ -59,7 +81,9 @@ def dynamo_export(
     """``torch.onnx.export(dynamo=True)`` of ``module`` to ``path`` (no external data), checked by onnx.checker.
 
     The one export call shared by the single graph, the split stages and the plain baselines of ``pruneport bench``.
+    ``opset`` must be in :data:`SUPPORTED_OPSETS`.
     """
+    check_opset(opset)
     # the exporter warns once per torchvision op it cannot register; torchvision is deliberately not installed
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
@@ -100,15 +124,23 @@ def write_export_folder(
     cls_only_last_layer: bool = False,
     split: bool = False,
     max_length: int | None = None,
+    inputs: tuple[str | Path, ...] = (),
+    progress: bool = False,
 ) -> Path:
     """Export ``loaded`` to the folder ``out`` atomically; returns ``out``.
 
     Args:
+        inputs: the checkpoint files/folders read (besides ``loaded.source``): ``out`` may not be, contain or sit
+            inside one of them.
         bucket: round each prune point's kept width up to a multiple of this (0: off); recorded in the manifest.
         cls_only_last_layer: compute the last layer for CLS alone (same logits and tokens_per_layer).
         split: also write one graph per stretch between prune points (``split/``, see ``pruneport.export.split``).
         max_length: longest input the runtime accepts (default: the checkpoint's, at most the backbone's positions).
+        progress: draw a stage progress bar on stderr (stages are logged either way).
+
+    The manifest records the opset of the written graph (``opset`` must be in :data:`SUPPORTED_OPSETS`).
     """
+    check_opset(opset)
     model = loaded.model
     limit = model.config.max_tokens
     if max_length is not None and not 1 <= max_length <= limit:
@@ -127,12 +159,15 @@ def write_export_folder(
     if max_length is not None:
         loaded.max_length = max_length
     out = Path(out)
-    check_writable(out, overwrite)
-    with staged_folder(out) as tmp:
+    source = Path(loaded.source) if loaded.source and Path(loaded.source).exists() else None
+    check_output(out, [*inputs, source], overwrite)
+    stages = ["tracing to ONNX", "writing the folder", *(["split graphs"] if split else [])]
+    with staged_folder(out) as tmp, StageProgress("export", stages, progress, log) as stage:
         model = loaded.model.eval()
         cfg: BackboneConfig = model.config
-        log.info("exporting %s model (%d layers) to ONNX", loaded.method, cfg.num_hidden_layers)
-        export_onnx_model(model, tmp / "model.onnx", opset)
+        stage(f"tracing the {loaded.method} model ({cfg.num_hidden_layers} layers) to ONNX")
+        proto = export_onnx_model(model, tmp / "model.onnx", opset)
+        stage("writing tokenizer.json and pruneport.json")
         (tmp / "tokenizer.json").write_text(loaded.tokenizer_json, encoding="utf-8")
         manifest = Manifest(
             method=loaded.method,
@@ -144,7 +179,7 @@ def write_export_folder(
             max_length=min(loaded.max_length, cfg.max_tokens),
             pad_token_id=cfg.pad_token_id,
             pruneport_version=pruneport.__version__,
-            opset=opset,
+            opset=graph_opset(proto),
             history=[{"step": "export", "source": loaded.source, "torch": torch.__version__}],
             extra={"notes": loaded.notes, **extra},
         )
@@ -152,6 +187,7 @@ def write_export_folder(
         if split:
             from pruneport.export.split import add_split_export
 
+            stage("exporting one graph per stretch between prune points (--split)")
             add_split_export(model, tmp, opset=opset)
     log.info("wrote %s", out)
     return out

@@ -332,6 +332,24 @@ def find_h5(folder: Path) -> Path:
     )
 
 
+def eta_from_options(options: dict[str, Any], num_layers: int) -> tuple[float, ...]:
+    """The ``eta`` option: one value per layer."""
+    eta = tuple(float(v) for v in options["eta"])
+    if len(eta) != num_layers:
+        raise ValueError(f"--eta needs {num_layers} values (one per layer), got {len(eta)}")
+    return eta
+
+
+def override(pruning: dict[str, Any], options: dict[str, Any], num_layers: int) -> tuple[dict[str, Any], list[str]]:
+    """A model.pt's stored parameters with the user's ``eta`` applied (CLS scales kept), and a note."""
+    if options.get("eta") is None:
+        return pruning, []
+    stored = AdapLeRParams.from_dict(pruning)
+    params = AdapLeRParams(eta_from_options(options, num_layers), stored.cls_scale)
+    note = f"ETA given on the command line replaces the checkpoint's: {list(stored.eta)} -> {list(params.eta)}"
+    return {**pruning, **params.to_dict()}, [note]
+
+
 def load_folder(folder, options: dict[str, Any]):
     """A folder with the upstream AdapLeR ``.h5``, the base model's ``config.json`` and tokenizer files.
 
@@ -349,10 +367,7 @@ def load_folder(folder, options: dict[str, Any]):
     params = params_from_upstream(extras, cfg.num_hidden_layers, str(h5))
     notes = [f"read {h5.name} with h5py; ETA from the file: {list(params.eta)}"]
     if options.get("eta") is not None:
-        eta = tuple(float(v) for v in options["eta"])
-        if len(eta) != cfg.num_hidden_layers:
-            raise ValueError(f"--eta needs {cfg.num_hidden_layers} values (one per layer), got {len(eta)}")
-        params = AdapLeRParams(eta, params.cls_scale)
+        params = AdapLeRParams(eta_from_options(options, cfg.num_hidden_layers), params.cls_scale)
         notes.append("ETA given on the command line replaces the file's")
     model = build(cfg, params.to_dict(), bool(options.get("output_hidden")))
     ck.load_into(model, state, [], str(h5))
@@ -361,7 +376,7 @@ def load_folder(folder, options: dict[str, Any]):
         method="adapler",
         backbone=config,
         pruning=params.to_dict(),
-        tokenizer_json=ck.tokenizer_json_from_folder(folder),
+        tokenizer_json=ck.tokenizer_json_from_folder(folder, vocab_size=config.get("vocab_size")),
         label_names=ck.label_names_from_config(config, cfg.num_labels),
         max_length=cfg.max_tokens,
         source=str(h5),

@@ -12,6 +12,7 @@ import json
 import logging
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 
 from pruneport.methods.backbone import BackboneConfig
+from pruneport.methods.pickle_scan import inspect_checkpoint_file
+from pruneport.methods.tokenizer_files import tokenizer_json_from_folder
 
 log = logging.getLogger(__name__)
 
@@ -84,28 +87,61 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def safe_torch_load(path: Path, trust_pickle: bool = False) -> Any:
-    """``torch.load`` with ``weights_only=True``; with ``trust_pickle`` falls back to full unpickling."""
+    """``torch.load`` with ``weights_only=True``; with ``trust_pickle`` falls back to full unpickling.
+
+    A failure is explained by what the file is (:func:`inspect_checkpoint_file`): no zip and no pickle -> "not a
+    PyTorch checkpoint"; a pickle the safe loader refused -> the globals it would import, and ``--trust-pickle``.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing on them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        found = inspect_checkpoint_file(path)
+        if found.kind == "other":
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint: {found.reason}") from None
         if not trust_pickle:
+            unsafe = found.unsafe_globals
+            if unsafe:
+                shown = ", ".join(unsafe[:8]) + (f" ... ({len(unsafe)} in all)" if len(unsafe) > 8 else "")
+                raise CheckpointError(
+                    f"{path} contains pickled Python objects ({shown}), which pruneport does not unpickle by default "
+                    "(that can run arbitrary code). If you trust this file, pass --trust-pickle"
+                ) from None
             raise CheckpointError(
-                f"{path} contains pickled Python objects, which pruneport does not unpickle by default "
-                f"(that can run arbitrary code). If you trust this file, pass --trust-pickle. Detail: {err}"
+                f"{path} uses pickle features that the safe loader does not accept ({_weights_only_reason(err)}). "
+                "If you trust this file, pass --trust-pickle"
             ) from None
         log.warning("unpickling %s with weights_only=False because trust_pickle was given", path)
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {err}") from None
+    except Exception as err:  # torch reports damaged files as RuntimeError, EOFError, KeyError, IndexError, ...
+        found = inspect_checkpoint_file(path)
+        if found.kind == "other":
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint: {found.reason}") from None
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint (damaged or truncated?): {detail}") from None
+
+
+def _weights_only_reason(err: BaseException) -> str:
+    """The one line of torch's weights-only error that says what was refused."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    tail = text[text.index(marker) + len(marker) :] if marker in text else text
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[0][:200] if lines else "refused"
 
 
 def read_state_dict(folder: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The weights of a HF ``save_pretrained`` folder (safetensors preferred, then pytorch_model.bin)."""
     st = folder / "model.safetensors"
     if st.exists():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except (SafetensorError, OSError) as err:  # truncated, corrupt or unreadable
+            raise CheckpointError(f"cannot read {st} (truncated or corrupt safetensors file?): {err}") from None
     bin_path = folder / "pytorch_model.bin"
     if bin_path.exists():
         state = safe_torch_load(bin_path, trust_pickle)
@@ -222,28 +258,12 @@ def loaded_from_hf_folder(
         method=method,
         backbone=config,
         pruning=pruning,
-        tokenizer_json=tokenizer_json_from_folder(folder),
+        tokenizer_json=tokenizer_json_from_folder(folder, vocab_size=config.get("vocab_size")),
         label_names=label_names_from_config(config, model.config.num_labels),
         max_length=model.config.max_tokens,
         source=str(folder),
         notes=notes,
     )
-
-
-def tokenizer_json_from_folder(folder: Path) -> str:
-    """tokenizer.json text of a HF folder; converts vocab.txt or vocab.json + merges.txt through transformers."""
-    tj = folder / "tokenizer.json"
-    if tj.exists():
-        return tj.read_text(encoding="utf-8")
-    from transformers import BertTokenizerFast, RobertaTokenizerFast
-
-    if (folder / "vocab.txt").exists():
-        tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-        tok = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
-    else:
-        raise CheckpointError(f"{folder} has no tokenizer files (tokenizer.json, vocab.txt or vocab.json+merges.txt)")
-    return tok.backend_tokenizer.to_str()
 
 
 def label_names_from_config(config: dict[str, Any], num_labels: int) -> list[str]:

@@ -86,9 +86,21 @@ class LTPPruner(TokenPruner):
 _UPSTREAM_THRESHOLD = "encoder.layer.{i}.attention.self.pruner.keep_threshold"
 
 
-def params_from_options(options: dict[str, Any], num_layers: int) -> LTPParams | None:
+def _score_norm_length(options: dict[str, Any], default: int) -> int:
+    """The ``score_norm_length`` option (>= 1), or ``default`` when not given."""
+    from pruneport.validate import check_count
+
+    value = options.get("score_norm_length")
+    return default if value is None else check_count(value, "--score-norm-length")
+
+
+def params_from_options(
+    options: dict[str, Any], num_layers: int, default_norm: int = DEFAULT_SCORE_NORM_LENGTH
+) -> LTPParams | None:
     """Thresholds given by the user: ``thresholds`` (one per layer) or ``final_threshold`` (rising schedule)."""
-    norm = int(options.get("score_norm_length") or DEFAULT_SCORE_NORM_LENGTH)
+    norm = _score_norm_length(options, default_norm)
+    if options.get("thresholds") is not None and options.get("final_threshold") is not None:
+        raise ValueError("give --thresholds or --final-threshold, not both")
     if options.get("thresholds") is not None:
         values = tuple(float(t) for t in options["thresholds"])
         if len(values) != num_layers:
@@ -97,6 +109,26 @@ def params_from_options(options: dict[str, Any], num_layers: int) -> LTPParams |
     if options.get("final_threshold") is not None:
         return LTPParams.rising(float(options["final_threshold"]), num_layers, norm)
     return None
+
+
+def override(pruning: dict[str, Any], options: dict[str, Any], num_layers: int) -> tuple[dict[str, Any], list[str]]:
+    """A model.pt's stored parameters with the user's ``thresholds`` / ``final_threshold`` / ``score_norm_length``
+    applied (the others kept); returns the new parameters and notes saying what was replaced."""
+    stored = LTPParams.from_dict(pruning)
+    given = params_from_options(options, num_layers, default_norm=stored.score_norm_length)
+    params = given or LTPParams(stored.thresholds, _score_norm_length(options, stored.score_norm_length))
+    notes = []
+    if params.thresholds != stored.thresholds:
+        notes.append(
+            f"thresholds given on the command line replace the checkpoint's: {list(stored.thresholds)} -> "
+            f"{list(params.thresholds)}"
+        )
+    if params.score_norm_length != stored.score_norm_length:
+        notes.append(
+            f"score_norm_length given on the command line replaces the checkpoint's: {stored.score_norm_length} -> "
+            f"{params.score_norm_length}"
+        )
+    return {**pruning, **params.to_dict()}, notes
 
 
 def upstream_thresholds(
@@ -144,7 +176,7 @@ def load_folder(folder, options: dict[str, Any]):
             )
         learned, pruner_keys = upstream_thresholds(state, prefix, config, cfg.num_hidden_layers)
         if params is None:
-            params = LTPParams(learned, int(options.get("score_norm_length") or DEFAULT_SCORE_NORM_LENGTH))
+            params = LTPParams(learned, _score_norm_length(options, DEFAULT_SCORE_NORM_LENGTH))
         else:
             notes.append("thresholds given on the command line replace the checkpoint's learned ones")
         notes.append("upstream LTP can prune CLS; pruneport always keeps it")

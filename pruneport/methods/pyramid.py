@@ -232,6 +232,32 @@ def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
     )
 
 
+def _schedule_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The schedule entries given as options (``keep_ratio``, ``prune_upto``, ``kcenter_m``, ``distance``)."""
+    given = {
+        "keep_ratio": options.get("keep_ratio"),
+        "prune_upto": options.get("prune_upto"),
+        "m": options.get("kcenter_m"),
+        "distance": options.get("distance"),
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def override(pruning: dict[str, Any], options: dict[str, Any], num_layers: int) -> tuple[dict[str, Any], list[str]]:
+    """A model.pt's stored schedule with the user's entries applied (checked), and a note per replaced entry."""
+    given = _schedule_options(options)
+    if not given:
+        return pruning, []
+    params = PyramidParams.from_dict({**pruning, **given})
+    new = params.to_dict()
+    notes = [
+        f"{key} given on the command line replaces the checkpoint's: {pruning.get(key)!r} -> {new[key]!r}"
+        for key in given
+        if pruning.get(key) != new[key]
+    ]
+    return {**pruning, **new}, notes
+
+
 def schedule_from(folder: Path, options: dict[str, Any]) -> PyramidParams:
     """The schedule from ``pyramid_schedule.json`` in ``folder``, overridden by options given by the user."""
     from pruneport.methods import checkpoint as ck
@@ -242,13 +268,7 @@ def schedule_from(folder: Path, options: dict[str, Any]) -> PyramidParams:
         data = ck.read_json(path)
         if not isinstance(data, dict):
             raise ck.CheckpointError(f"{path} must hold a JSON object with keep_ratio, prune_upto, m, distance")
-    overrides = {
-        "keep_ratio": options.get("keep_ratio"),
-        "prune_upto": options.get("prune_upto"),
-        "m": options.get("kcenter_m"),
-        "distance": options.get("distance"),
-    }
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data.update(_schedule_options(options))
     if data.get("keep_ratio") is None or data.get("prune_upto") is None:
         raise ValueError(
             f"{folder} has no Pyramid-BERT schedule: add {SCHEDULE_FILE} "

@@ -163,6 +163,17 @@ def predictor_key_map(prefix: str, num_layers: int) -> dict[str, str]:
     }
 
 
+def override(pruning: dict[str, Any], options: dict[str, Any], num_layers: int) -> tuple[dict[str, Any], list[str]]:
+    """A model.pt's stored parameters with the user's ``transkimmer_semantics`` applied (margins kept), and a note."""
+    semantics = options.get("transkimmer_semantics")
+    stored = TranskimmerParams.from_dict(pruning)
+    if semantics is None or semantics == stored.semantics:
+        return pruning, []
+    params = TranskimmerParams(str(semantics), stored.margin)
+    note = f"semantics given on the command line replaces the checkpoint's: {stored.semantics!r} -> {semantics!r}"
+    return {**pruning, **params.to_dict()}, [note]
+
+
 def load_folder(folder, options: dict[str, Any]):
     """An upstream Transkimmer folder: BERT/RoBERTa plus ``{prefix}encoder.skim_predictors.{i}.predictor.*``."""
     from pruneport.methods import checkpoint as ck

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pruneport.validate import non_negative_float
+
 
 def _names(text: str) -> list[str]:
     return [t for t in text.replace(" ", "").split(",") if t]
@@ -29,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="after the passes, inline ai.pruneport::TokenPrune functions back into standard ops (for OpenVINO)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the parity check against the source graph")
-    p.add_argument("--atol", type=float, default=1e-5, help="parity tolerance on float outputs (default 1e-5)")
+    p.add_argument(
+        "--atol", type=non_negative_float, default=1e-5, help="parity tolerance on float outputs (default 1e-5)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_optimize)
 

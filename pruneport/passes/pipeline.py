@@ -9,7 +9,6 @@ target backend.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,15 @@ import onnx
 import onnx_ir as ir
 
 import pruneport
-from pruneport.export.folders import check_writable, staged_folder
-from pruneport.export.manifest import Manifest
+from pruneport.export.folders import carry_over, check_output, staged_folder
+from pruneport.export.manifest import DERIVED_ENTRIES, Manifest
 from pruneport.passes.parity import DEFAULT_ATOL, check_parity
 from pruneport.passes.registry import PassSpec, resolve_pipeline
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
-DERIVED_ARTEFACTS = ("split", "openvino")  # manifest.extra entries that describe files made from the source graph
+DERIVED_ARTEFACTS = DERIVED_ENTRIES  # manifest.extra entries that describe files made from the source graph
 PARITY_MAX_LENGTH = 64  # longest random input of the parity gate (keeps it fast on big models)
 
 
@@ -79,9 +78,7 @@ def optimize_folder(
     if not model_path.is_file():
         raise FileNotFoundError(f"{source} names model file {manifest.model_file!r} but it does not exist")
     specs = resolve_pipeline(target, passes)
-    if out.resolve() == source.resolve():
-        raise ValueError("the output folder must differ from the export folder")
-    check_writable(out, overwrite)
+    check_output(out, [source], overwrite)
     with staged_folder(out) as tmp:
         runs = optimize_file(model_path, tmp / MODEL_FILE, specs)
         entry = {"step": "optimize", "target": target, "passes": [[r.name, r.count] for r in runs]}
@@ -97,10 +94,9 @@ def optimize_folder(
                 atol=atol,
             )
             entry["parity"] = {"inputs": result.inputs, "max_abs_diff": result.max_abs_diff, "atol": atol}
-        if (source / manifest.tokenizer_file).exists():
-            shutil.copy2(source / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
         # artefacts derived from the source graph (split stages, OpenVINO IR) do not describe the optimized one
-        dropped = [key for key in DERIVED_ARTEFACTS if manifest.extra.pop(key, None) is not None]
+        dropped = manifest.drop_derived(DERIVED_ARTEFACTS)
+        carry_over(source, tmp, manifest, model=False)  # the tokenizer
         if dropped:
             entry["dropped"] = dropped
             log.warning("not carried over (derived from the unoptimized graph; re-create them): %s", dropped)

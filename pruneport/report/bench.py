@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from pruneport.export.manifest import Manifest
+from pruneport.export.manifest import Manifest, read_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def folder_system(folder: Path, backend: str, threads: int, name: str | None = N
     if backend == "onnxruntime" and not model_file.endswith(".onnx"):
         raise ModelLoadError(f"{folder} holds {model_file} (OpenVINO IR), which ONNX Runtime cannot read")
     session, bucket = open_runtime_session(folder, manifest, backend, threads)
-    tokenizer = (folder / manifest.tokenizer_file).read_text(encoding="utf-8")
+    tokenizer = read_tokenizer(folder, manifest)
     notes: dict[str, Any] = {"model_file": model_file}
     if "baseline_exporter" in manifest.extra:
         notes["baseline_exporter"] = manifest.extra["baseline_exporter"]
@@ -214,7 +214,7 @@ def eager_system(hf_folder: Path, plain_folder: Path, threads: int, exporter_not
         backend="pytorch",
         precision="fp32",
         run=session.run,
-        tokenizer_json=(plain_folder / manifest.tokenizer_file).read_text(encoding="utf-8"),
+        tokenizer_json=read_tokenizer(plain_folder, manifest),
         pad_token_id=manifest.pad_token_id,
         input_names=list(manifest.inputs),
         max_length=manifest.max_length,

@@ -8,12 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+from pruneport.validate import non_negative_int, positive_int, positive_ints
 
 
 def _names(text: str) -> list[str]:
@@ -34,11 +29,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="export folders (pruneport export / optimize / quantize); FOLDER@openvino or FOLDER@onnxruntime+openvino "
         "runs that folder on those backends only",
     )
-    p.add_argument("--data", required=True, help="sst2, imdb, mrpc, or a path to a tsv/csv/json file or folder")
+    p.add_argument(
+        "--data", required=True, help="sst2, imdb, mrpc, a path to a tsv/csv/json file or folder, or hub:NAME[/CONFIG]"
+    )
     p.add_argument("--split", default="dev", help="data split (default dev; IMDB's dev is its test file)")
-    p.add_argument("--n", type=int, help="seeded random subset of this many examples (default: all)")
+    p.add_argument("--n", type=positive_int, help="seeded random subset of this many examples (default: all)")
     p.add_argument("--seed", type=int, default=0, help="subset seed")
-    p.add_argument("--batch-sizes", type=_ints, default=[1, 32], help="comma-separated (default 1,32)")
+    p.add_argument("--batch-sizes", type=positive_ints, default=[1, 32], help="comma-separated (default 1,32)")
     p.add_argument(
         "--backends", type=_names, default=["onnxruntime", "openvino"], help="backends for the folders (default both)"
     )
@@ -54,15 +51,24 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         default=["onnxruntime", "openvino", "pytorch"],
         help="which baselines to run (default onnxruntime,openvino,pytorch)",
     )
-    p.add_argument("--max-length", type=int, help="truncation length for every system (default: smallest folder's)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes over the data per system (default 3)")
-    p.add_argument("--warmup", type=int, default=4, help="un-timed batches per system first (default 4)")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads for every runtime (default: all CPUs)")
+    p.add_argument(
+        "--max-length", type=positive_int, help="truncation length for every system (default: smallest folder's)"
+    )
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed passes over the data per system (default 3)")
+    p.add_argument(
+        "--warmup", type=non_negative_int, default=4, help="un-timed batches per system first (default 4; 0: none)"
+    )
+    p.add_argument(
+        "--threads",
+        type=non_negative_int,
+        default=0,
+        help="intra-op threads for every runtime (default 0: all CPUs)",
+    )
     p.add_argument(
         "--memory", choices=["subprocess", "off"], default="subprocess", help="peak RSS per system in a fresh process"
     )
     p.add_argument("--work", type=Path, default=Path("bench_work"), help="where baselines are built and cached")
-    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--json", type=Path, help="write the results to this file (checked before the benchmark runs)")
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling --baseline-from (runs its code!)")
     p.set_defaults(func=_bench)
 
@@ -83,7 +89,12 @@ def split_folder_backends(specs: list[str]) -> tuple[list[Path], dict[str, tuple
 
 def _bench(args: argparse.Namespace) -> int:
     from pruneport.report.bench import BenchConfig, format_table, run_bench, write_json
+    from pruneport.validate import check_output_file, check_output_folder
 
+    if args.json is not None:  # outputs first: a bad --json must not fail after the whole benchmark ran
+        check_output_file(args.json, "--json")
+        check_output_file(args.json.with_name(args.json.name + ".partial"), "--json")
+    check_output_folder(args.work, "--work")
     folders, chosen = split_folder_backends(args.folders)
     cfg = BenchConfig(
         folders=folders,
@@ -106,7 +117,10 @@ def _bench(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
     )
     partial = args.json.with_name(args.json.name + ".partial") if args.json else None
-    result = run_bench(cfg, progress=print, partial_json=partial)
+    from pruneport.export.folders import no_empty_leftovers
+
+    with no_empty_leftovers(args.work, *([args.json.parent] if args.json else [])):  # a failed run leaves none
+        result = run_bench(cfg, progress=print, partial_json=partial)
     if partial is not None:
         partial.unlink(missing_ok=True)
     for skip in result["skipped"]:

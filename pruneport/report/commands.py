@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pruneport.validate import positive_int
+
+REPORT_ENTRIES = ("report.json", "report.csv", "report.md", "report.png", "models")  # what ``report`` writes in OUT
+
 QUANTIZE_VARIANTS = {
     # name: (backend, mode, keep_score_path)
     "ort": ("onnxruntime", "static", True),
@@ -30,10 +34,12 @@ def add_report_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = sub.add_parser("report", help="accuracy-vs-BOPs report: precisions x threshold scales on labeled data")
     p.add_argument("models", nargs="+", type=Path, help="export folders (FP32, INT8) or model.pt files")
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder (report.json/.csv/.md/.png)")
-    p.add_argument("--data", required=True, help="labeled data: sst2, mrpc, imdb, a file, or a hub name")
-    p.add_argument("--split", default="dev")
-    p.add_argument("--limit", type=int, help="use a seeded random subset of this many examples")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--data", required=True, help="labeled data: sst2, mrpc, imdb, a file or folder, or hub:NAME[/CONFIG]"
+    )
+    p.add_argument("--split", default="dev", help="split the accuracy is measured on")
+    p.add_argument("--limit", type=positive_int, help="use a seeded random subset of this many examples")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch")
     p.add_argument("--scales", type=_scales, default=None, help="threshold scales (default 0,0.5,1,1.5,2,3)")
     p.add_argument("--metric", choices=["auto", "accuracy", "f1"], default="auto", help="auto: F1 for MRPC/QQP")
     p.add_argument(
@@ -42,9 +48,12 @@ def add_report_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"also quantize the FP32 folders: comma-separated among {','.join(QUANTIZE_VARIANTS)}",
     )
     p.add_argument("--refit", action="store_true", help="re-fit quantized thresholds to FP32 on the calibration data")
-    p.add_argument("--calib-split", default="train")
-    p.add_argument("--calib-limit", type=int, default=300)
+    p.add_argument("--calib-split", default="train", help="split the --quantize variants are calibrated on")
+    p.add_argument(
+        "--calib-limit", type=positive_int, default=300, help="calibration examples (a seeded random subset)"
+    )
     p.add_argument("--method", help="pruning method of model folders given as checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier report in OUT")
     p.set_defaults(func=_report)
     return p
 
@@ -74,6 +83,7 @@ def _report(args: argparse.Namespace) -> int:
     from pruneport.calibration.calibrate import refit_to_reference, write_thresholds
     from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
     from pruneport.calibration.runner import FolderRunner
+    from pruneport.export.folders import check_output
     from pruneport.export.manifest import Manifest
     from pruneport.report.sweep import DEFAULT_SCALES, F1_TASKS, sweep, write_report
 
@@ -81,6 +91,7 @@ def _report(args: argparse.Namespace) -> int:
     unknown = [v for v in variants if v not in QUANTIZE_VARIANTS]
     if unknown:
         raise ValueError(f"unknown --quantize variants {unknown}; choose among {', '.join(QUANTIZE_VARIANTS)}")
+    check_output(args.out, args.models, args.overwrite, owned=REPORT_ENTRIES)
     folders = [_as_export_folder(m, args.out, args.method) for m in args.models]
     for folder in list(folders):
         if variants and Manifest.read(folder).precision == "fp32":

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pruneport.export.manifest import Manifest
+from pruneport.export.manifest import Manifest, NotAnExportError, read_tokenizer
 from pruneport.runtime.session import Session, run_many
 from pruneport.runtime.text import TextEncoder, TextInput, length_batches, pad_batch
+from pruneport.validate import check_count
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,13 @@ class TextClassifier:
         self.mode = mode  # "throughput": batches run concurrently (run_many)
         self.manifest = manifest
         self.session = session
-        self.batch_size = batch_size
-        tokenizer_path = folder / manifest.tokenizer_file
-        if not tokenizer_path.exists():
-            raise FileNotFoundError(f"{folder} has no {manifest.tokenizer_file}")
-        self.encoder = TextEncoder(
-            tokenizer_path.read_text(encoding="utf-8"), manifest.max_length, manifest.pad_token_id
-        )
+        self.batch_size = check_count(batch_size, "batch_size")
+        try:
+            self.encoder = TextEncoder(read_tokenizer(folder, manifest), manifest.max_length, manifest.pad_token_id)
+        except NotAnExportError:
+            raise
+        except ValueError as err:
+            raise NotAnExportError(f"{folder / manifest.tokenizer_file}: {err}") from None
         self.with_types = "token_type_ids" in manifest.inputs
 
     def run_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,7 +96,8 @@ class TextClassifier:
         n, layers = len(texts), self.manifest.num_layers
         logits = np.zeros((n, len(self.manifest.label_names)), dtype=np.float32)
         tokens = np.zeros((n, layers), dtype=np.int64)
-        batches = length_batches([len(i) for i in encoded.ids], batch_size or self.batch_size)
+        size = self.batch_size if batch_size is None else check_count(batch_size, "batch_size")
+        batches = length_batches([len(i) for i in encoded.ids], size)
         all_feeds = [
             pad_batch(
                 [encoded.ids[i] for i in batch],

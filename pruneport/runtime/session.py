@@ -23,6 +23,13 @@ class ModelLoadError(RuntimeError):
     """The model file of an export folder cannot be loaded (missing, corrupt, or not runnable here)."""
 
 
+def one_line(err: BaseException) -> str:
+    """An engine's error message on one line (OpenVINO's span several, prefixed by source locations)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith("Exception from src/")]
+    return " ".join(kept or lines) or type(err).__name__
+
+
 class Session(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
@@ -55,7 +62,7 @@ class OrtSession:
         try:
             self._session = ort.InferenceSession(str(model_path), options, providers=providers)
         except Exception as err:  # ORT raises its own Fail/InvalidProtobuf/InvalidGraph classes
-            raise ModelLoadError(f"cannot load {model_path} with ONNX Runtime: {err}") from None
+            raise ModelLoadError(f"cannot load {model_path} with ONNX Runtime: {one_line(err)}") from None
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.providers = self._session.get_providers()
@@ -102,7 +109,7 @@ def _read_ov_model(core, model_path: Path):
     try:
         return core.read_model(str(model_path))
     except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
-        raise ModelLoadError(f"cannot load {model_path} with OpenVINO: {err}") from None
+        raise ModelLoadError(f"cannot load {model_path} with OpenVINO: {one_line(err)}") from None
 
 
 class OpenVINOSession:
@@ -147,7 +154,7 @@ class OpenVINOSession:
         try:
             self._compiled = core.compile_model(model, target, config)
         except Exception as err:
-            raise ModelLoadError(f"OpenVINO cannot compile {model_path} for {target}: {err}") from None
+            raise ModelLoadError(f"OpenVINO cannot compile {model_path} for {target}: {one_line(err)}") from None
         self._static: dict | None = {} if static_shapes else None
         self._static_args = (core, model, target, config)
         self.input_names = [i.get_any_name() for i in self._compiled.inputs]

@@ -105,14 +105,16 @@ def model_files(folder: Path, manifest, backend: str) -> tuple[Path, list[Path]]
 
     OpenVINO reads the IR written by ``pruneport convert`` when the manifest records one, else the ONNX files.
     """
+    from pruneport.export.manifest import safe_file  # names were checked on reading; checked again where opened
+
     split = manifest.extra.get("split") or {}
-    stages = [folder / s["file"] for s in split.get("stages", [])]
-    single = folder / manifest.model_file
+    stages = [safe_file(folder, s["file"], "split stage file") for s in split.get("stages", [])]
+    single = safe_file(folder, manifest.model_file, "model_file")
     ov = manifest.extra.get("openvino") or {}
     if backend == "openvino" and ov:
-        single = folder / ov["model_file"]
+        single = safe_file(folder, ov["model_file"], "OpenVINO model file")
         if ov.get("stages"):
-            stages = [folder / f for f in ov["stages"]]
+            stages = [safe_file(folder, f, "OpenVINO stage file") for f in ov["stages"]]
     return single, stages
 
 
@@ -138,6 +140,11 @@ def open_export(
     if bucket < 0:
         raise ValueError(f"bucket must be >= 0, got {bucket}")
     single, stages = model_files(folder, manifest, backend)
+    if backend == "onnxruntime" and single.suffix != ".onnx":
+        raise ModelLoadError(
+            f"{folder} holds an OpenVINO model only ({single.name}, from `pruneport quantize --backend openvino`), "
+            "which ONNX Runtime cannot run: pass --backend openvino (API: load(folder, backend='openvino'))"
+        )
     if split and not stages:
         raise ValueError(f"{folder} holds no split export; re-export with `pruneport export --split`")
     use_split = bool(stages) and (DEFAULT_SPLIT.get(backend, False) if split is None else split)

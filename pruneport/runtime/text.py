@@ -19,6 +19,10 @@ class TextTooLongError(ValueError):
     """A text longer than the model's positions while truncation is off."""
 
 
+class InvalidTextError(ValueError):
+    """A text that is not valid Unicode: it holds a lone surrogate (undecodable bytes, e.g. non-UTF-8 input)."""
+
+
 @dataclass
 class EncodedTexts:
     """Token ids of a list of texts, unpadded, in input order."""
@@ -32,7 +36,11 @@ class TextEncoder:
     """Tokenizes single texts or (text, text) pairs, truncating to ``max_length`` with a warning (or an error)."""
 
     def __init__(self, tokenizer_json: str, max_length: int, pad_token_id: int) -> None:
-        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        try:
+            self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        except Exception as err:  # the tokenizers library raises its own exception types
+            reason = (str(err).splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"the tokenizer cannot be read by the tokenizers library: {reason}") from None
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.max_length = max_length
@@ -53,8 +61,7 @@ class TextEncoder:
                 f"{len(too_long)} text(s) longer than the model's maximum of {self.max_length} tokens were truncated "
                 f"(first: text {too_long[0]})"
             )
-            warnings.warn(message, stacklevel=3)
-            log.warning(message)
+            warnings.warn(message, stacklevel=3)  # once: a warning, not also a log line (the CLI shows it as one line)
             self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
             try:
                 for i in too_long:
@@ -70,12 +77,26 @@ def _check_text(text: object, index: int) -> TextInput:
     if isinstance(text, str):
         if not text.strip():
             raise ValueError(f"text {index} is empty")
-        return text
+        return check_unicode(text, f"text {index}")
     if isinstance(text, (tuple, list)) and len(text) == 2 and all(isinstance(t, str) for t in text):
         if not text[0].strip() or not text[1].strip():
             raise ValueError(f"text pair {index} has an empty side")
-        return (text[0], text[1])
+        return (check_unicode(text[0], f"text pair {index}"), check_unicode(text[1], f"text pair {index}"))
     raise TypeError(f"input {index} must be a string or a pair of strings, not {type(text).__name__}")
+
+
+def check_unicode(text: str, what: str) -> str:
+    """``text`` unchanged if it is valid Unicode; InvalidTextError for a lone surrogate (``tokenizers`` and any
+    UTF-8 writer would fail on it: Python holds undecodable command-line bytes as such surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = text[err.start]
+        raw = f" (byte 0x{ord(char) - 0xDC00:02x})" if 0xDC80 <= ord(char) <= 0xDCFF else ""
+        raise InvalidTextError(
+            f"{what} is not valid Unicode: lone surrogate {char!r} at position {err.start}{raw}; give UTF-8 text"
+        ) from None
+    return text
 
 
 def _as_args(item: TextInput) -> tuple[str, ...]:
@@ -119,4 +140,13 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-__all__ = ["Encoding", "EncodedTexts", "TextEncoder", "TextTooLongError", "length_batches", "pad_batch"]
+__all__ = [
+    "EncodedTexts",
+    "Encoding",
+    "InvalidTextError",
+    "TextEncoder",
+    "TextTooLongError",
+    "check_unicode",
+    "length_batches",
+    "pad_batch",
+]

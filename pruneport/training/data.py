@@ -1,7 +1,7 @@
 """Training data: labeled texts tokenized once, then served as seeded, dynamically padded mini-batches.
 
 Texts are read with :func:`pruneport.calibration.data.load_texts` (local SST-2/MRPC/IMDB copies, TSV/CSV/JSON files
-or hub names) and tokenized with the model's own ``tokenizer.json`` through ``tokenizers`` (truncation to
+or ``hub:`` names) and tokenized with the model's own ``tokenizer.json`` through ``tokenizers`` (truncation to
 ``max_length``, no padding). Batches are padded to their longest row; LTP scores do not depend on the padded width
 because their denominator is the fixed ``score_norm_length``.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from pruneport.calibration.data import SHORT_NAMES, LabeledTexts, load_texts
+from pruneport.calibration.data import HUB_PREFIX, SHORT_NAMES, LabeledTexts, load_texts
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,16 @@ def read_labeled(spec: str, split: str, limit: int | None = None, seed: int = 0)
 
 
 def dev_split_available(spec: str) -> bool:
-    """True when ``spec`` names a data set with its own dev split (a short name, a folder or a hub name).
+    """True when ``spec`` names a data set with its own dev split (a short name, a folder or a ``hub:`` name).
 
     A single file has no separate dev split (asking for one would give the training file back).
     """
-    if spec.lower() in SHORT_NAMES:
+    if spec.lower() in SHORT_NAMES or spec.lower().startswith(HUB_PREFIX):
         return True
     path = Path(spec)
     if path.is_dir():
         return any((path / f"dev{ext}").exists() for ext in (".tsv", ".csv", ".json", ".jsonl"))
-    return not (path.exists() or path.suffix in (".tsv", ".csv", ".json", ".jsonl"))
+    return False
 
 
 def label_names_for(spec: str, num_labels: int) -> list[str]:

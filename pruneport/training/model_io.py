@@ -59,7 +59,7 @@ def load_for_training(
     if p.is_dir():
         config = ck.read_json(p / "config.json")
         state = ck.read_state_dict(p, trust_pickle)
-        tokenizer_json = ck.tokenizer_json_from_folder(p)
+        tokenizer_json = ck.tokenizer_json_from_folder(p, vocab_size=config.get("vocab_size"))
         cfg0 = BackboneConfig.from_hf_dict(config)
         mapped, leftover = ck.map_hf_state(state, cfg0)
         stored_labels = (

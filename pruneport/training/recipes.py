@@ -6,7 +6,8 @@ the weights with hard pruning. Step 3 trains the very :class:`PrunedSequenceClas
 is saved and exported (gradients flow through its gathers), so the exported model is exactly the trained one.
 
 Each phase checkpoints into the output folder (``checkpoint-<phase>.pt``) and resumes from there; the result is
-``model.pt`` plus ``training.json`` (settings, thresholds, loss and evaluation per phase).
+``model.pt`` plus ``training.json`` (settings, thresholds, loss and evaluation per phase). Once the result is
+written, the recipe's checkpoints are deleted (they hold the optimizer state too: 179 MB for MiniLM).
 """
 
 from __future__ import annotations
@@ -122,6 +123,22 @@ def _maybe_eval(model, data: EncodedData | None, name: str, outcome: TrainOutcom
     )
 
 
+CHECKPOINT_PHASES = {"finetune": ("finetune",), "ltp": ("soft", "hard")}
+
+
+def checkpoint_path(out_dir: Path, phase: str) -> Path:
+    """The resumable checkpoint of ``phase`` in ``out_dir``."""
+    return out_dir / f"checkpoint-{phase}.pt"
+
+
+def _drop_checkpoints(out_dir: Path | None, recipe: str) -> None:
+    """Delete the recipe's resume checkpoints once its result is written (a finished run does not resume)."""
+    if out_dir is None:
+        return
+    for phase in CHECKPOINT_PHASES[recipe]:
+        checkpoint_path(out_dir, phase).unlink(missing_ok=True)
+
+
 def _write_summary(out_dir: Path | None, outcome: TrainOutcome, recipe: str, options: Any, data_source: str) -> None:
     if out_dir is None:
         return
@@ -177,7 +194,7 @@ def finetune(
         _weight_groups(model, options.train_word_embeddings),
         cfg.pad_token_id,
         cfg.uses_token_type_ids,
-        checkpoint=out_dir / "checkpoint-finetune.pt" if out_dir else None,
+        checkpoint=checkpoint_path(out_dir, "finetune") if out_dir else None,
         checkpoint_every=options.checkpoint_every,
         resume=resume,
         progress=progress,
@@ -188,6 +205,7 @@ def finetune(
     if out_dir is not None:
         save_model_pt(loaded, out_dir / "model.pt")
     _write_summary(out_dir, outcome, "finetune", options, train.source)
+    _drop_checkpoints(out_dir, "finetune")
     return outcome
 
 
@@ -219,7 +237,7 @@ def train_ltp(
     initial = rising_thresholds(options.final_threshold, layers)
     outcome = TrainOutcome(loaded, initial_thresholds=initial)
     torch.manual_seed(options.seed)
-    checkpoint = (lambda phase: out_dir / f"checkpoint-{phase}.pt") if out_dir else (lambda phase: None)
+    checkpoint = (lambda phase: checkpoint_path(out_dir, phase)) if out_dir else (lambda phase: None)
     if eval_data is not None:
         _maybe_eval(with_thresholds(loaded, initial, options.score_norm_length).model, eval_data, "start", outcome, 64)
 
@@ -312,4 +330,5 @@ def train_ltp(
     if out_dir is not None:
         save_model_pt(hard, out_dir / "model.pt")
     _write_summary(out_dir, outcome, "ltp", options, train.source)
+    _drop_checkpoints(out_dir, "ltp")
     return outcome
