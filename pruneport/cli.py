@@ -154,9 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, export and run the embedded MiniLM LTP demo (offline)")
     p.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output folder")
     p.add_argument(
-        "--final-threshold", type=non_negative_float, default=0.005, help="LTP: initial threshold of the last layer"
+        "--final-threshold",
+        type=non_negative_float,
+        default=None,
+        help="LTP: initial threshold of the last layer (default: the demo schedule's, 0.0075)",
     )
-    p.add_argument("--train-size", type=positive_int, default=2000, help="SST-2 training examples to fine-tune on")
+    p.add_argument(
+        "--train-size",
+        type=positive_int,
+        default=None,
+        help="packaged SST-2 training phrases to fine-tune on (default: all 4,000)",
+    )
 
     p = sub.add_parser(
         "predict",
