@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import os
 import signal
 import sys
@@ -33,10 +34,14 @@ def command(name: str):
 
 
 def _floats(text: str) -> list[float]:
+    """argparse type of per-layer thresholds / ETA: one or more comma-separated finite numbers >= 0."""
     try:
-        return [float(t) for t in text.replace(" ", "").split(",") if t]
+        values = [float(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected one or more comma-separated finite numbers >= 0, got {text!r}")
+    return values
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -468,3 +468,12 @@ def test_bench_json_folder_fails_before_the_benchmark(capsys, tmp_path, tiny_ltp
     assert code == 2 and "is a file, not a folder" in one_error_line(err)
     code, _, err = run(capsys, "bench", tiny_ltp_export, "--data", "sst2", "--work", blocker)
     assert code == 2 and "--work" in one_error_line(err)
+
+
+@pytest.mark.parametrize("value", ["-0.01,0.02,0.03", "nan", "0.1,inf", ","])
+@pytest.mark.parametrize("flag", ["--thresholds", "--eta"])
+def test_negative_or_non_finite_thresholds_are_refused(capsys, tmp_path, flag, value):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "export", "--method", "ltp", tmp_path / "model.pt", f"{flag}={value}", "-o", out)
+    assert code == 2 and f"argument {flag}" in err and ">= 0" in err
+    assert not out.exists()
