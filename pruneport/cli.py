@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import math
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pruneport.validate import non_negative_float, non_negative_int, positive_float, positive_int
+from pruneport.validate import non_negative_float, non_negative_floats, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("pruneport")
 
@@ -33,17 +32,6 @@ def command(name: str):
     return register
 
 
-def _floats(text: str) -> list[float]:
-    """argparse type of per-layer thresholds / ETA: one or more comma-separated finite numbers >= 0."""
-    try:
-        values = [float(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected one or more comma-separated finite numbers >= 0, got {text!r}")
-    return values
-
-
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Options that say how to read a checkpoint (shared by export and other commands that take MODEL).
 
@@ -53,7 +41,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="pruning method (required for folders; read from model.pt otherwise)")
     p.add_argument(
         "--thresholds",
-        type=_floats,
+        type=non_negative_floats,
         help="LTP: one effective threshold per layer, comma-separated (replaces a model.pt's)",
     )
     p.add_argument(
@@ -72,7 +60,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         choices=["removal", "master"],
         help="Transkimmer: real removal (default) or upstream master's post-softmax masking",
     )
-    p.add_argument("--eta", type=_floats, help="AdapLeR: ETA per layer (overrides the checkpoint's)")
+    p.add_argument("--eta", type=non_negative_floats, help="AdapLeR: ETA per layer (overrides the checkpoint's)")
     p.add_argument("--keep-ratio", type=positive_float, help="Pyramid-BERT: target keep ratio p in (0, 1]")
     p.add_argument("--prune-upto", type=positive_int, help="Pyramid-BERT: layer by which the ratio is reached")
     p.add_argument("--kcenter-m", help="Pyramid-BERT: tokens added per greedy round: an integer or 'k-1'")

@@ -87,6 +87,15 @@ def positive_ints(text: str) -> list[int]:
 
 
 @_argtype
+def non_negative_floats(text: str) -> list[float]:
+    """argparse type: comma-separated finite numbers >= 0 (per-layer thresholds, ETA)."""
+    values = [check_number(_float(t), "each value", inclusive=True) for t in text.replace(" ", "").split(",") if t]
+    if not values:
+        raise OptionError(f"expected one or more comma-separated finite numbers >= 0, got {text!r}")
+    return values
+
+
+@_argtype
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (epochs, learning rates, temperatures)."""
     return check_number(_float(text))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,14 @@ def pairs() -> list[tuple[str, str]]:
     return base + [(rng.choice(BASE_TEXTS), "") for _ in range(5)] + [("", "only the second side")]
 
 
+@lru_cache(maxsize=4)
+def parsed(tokenizer_json: str) -> Tokenizer:
+    """Each built tokenizer.json is parsed once, not once per text."""
+    return Tokenizer.from_str(tokenizer_json)
+
+
 def encode(tokenizer_json: str, text: str, pair: str | None = None):
-    tok = Tokenizer.from_str(tokenizer_json)
+    tok = parsed(tokenizer_json)
     return tok.encode(text) if pair is None else tok.encode(text, pair)
 
 

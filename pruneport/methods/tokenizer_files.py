@@ -54,7 +54,6 @@ def tokenizer_json_from_folder(folder: Path, vocab_size: int | None = None) -> s
     """The tokenizer.json text for a HF folder: its tokenizer.json, else one built from vocab.txt or vocab.json +
     merges.txt. ``vocab_size`` (the model's embedding rows), when given, bounds every id the tokenizer can emit."""
     folder = Path(folder)
-    config = _tokenizer_config(folder)
     tj = folder / "tokenizer.json"
     if tj.exists():
         text = _read_text(tj)
@@ -63,9 +62,9 @@ def tokenizer_json_from_folder(folder: Path, vocab_size: int | None = None) -> s
         except Exception as err:  # tokenizers raises a bare Exception for malformed JSON
             raise TokenizerFilesError(f"{tj} is not a valid tokenizer.json: {_one_line(err)}") from None
     elif (folder / "vocab.txt").exists():
-        tokenizer = wordpiece_tokenizer(folder / "vocab.txt", config)
+        tokenizer = wordpiece_tokenizer(folder / "vocab.txt", _tokenizer_config(folder))
     elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
-        tokenizer = byte_level_bpe_tokenizer(folder / "vocab.json", folder / "merges.txt", config)
+        tokenizer = byte_level_bpe_tokenizer(folder / "vocab.json", folder / "merges.txt", _tokenizer_config(folder))
     else:
         raise TokenizerFilesError(
             f"{folder} has no tokenizer files (tokenizer.json, vocab.txt, or vocab.json + merges.txt)"
