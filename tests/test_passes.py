@@ -86,7 +86,7 @@ def test_each_pass_keeps_outputs(name, ltp_folder, tmp_path):
     runs = optimize_file(ltp_folder / "model.onnx", out, [get_pass(name)])
     _parity(ltp_folder, out)
     if name == "score-reduction":
-        assert runs[0].count == 2, "one rewrite per LTP pruning layer (layers 1 and 2)"
+        assert runs[0].count == 0, "the export already weights the query rows before summing heads"
     if name == "ort-fusions":
         assert runs[0].count > 0
         assert "SkipLayerNormalization" in _ops(out)
@@ -100,13 +100,27 @@ def test_each_pass_keeps_outputs(name, ltp_folder, tmp_path):
         assert max(o.version for o in proto.opset_import if o.domain == "") == 23
 
 
-def test_score_reduction_removes_head_sum_of_probabilities(ltp_folder, tmp_path):
-    out = tmp_path / "m.onnx"
-    optimize_file(ltp_folder / "model.onnx", out, [get_pass("score-reduction")])
-    model = ir.load(str(out))
+def test_exported_ltp_score_sums_no_heads_of_the_probabilities(ltp_folder):
+    model = ir.load(str(ltp_folder / "model.onnx"))
     softmax_outputs = {n.outputs[0] for n in model.graph if n.op_type == "Softmax"}
     reduced = [n for n in model.graph if n.op_type == "ReduceSum" and n.inputs[0] in softmax_outputs]
-    assert reduced == [], "no ReduceSum reads the probabilities any more"
+    assert reduced == [], "the score MatMul reads the probabilities; ReduceSum only sums the H short rows"
+
+
+def test_score_reduction_rewrites_a_head_sum_of_probabilities():
+    """Exports made before the exporter weighted query rows first: MatMul(live, ReduceSum(P, heads))."""
+    axes1 = helper.make_tensor("axes1", TensorProto.INT64, [1], [1])
+    old = _tiny_graph([helper.make_node("ReduceSum", ["P", "axes1"], ["s"], keepdims=0),
+                       helper.make_node("MatMul", ["L", "s"], ["Y"])],
+                      [_probs_input(), helper.make_tensor_value_info("L", TensorProto.FLOAT, ["B", 1, "S"])],
+                      [axes1])  # fmt: skip
+    rng = np.random.default_rng(0)
+    feeds = {"P": rng.random((2, 4, 7, 7), dtype=np.float32), "L": rng.random((2, 1, 7), dtype=np.float32)}
+    model = ir.from_proto(old)
+    assert get_pass("score-reduction").apply(model) == 1
+    after = ir.to_proto(model)
+    np.testing.assert_allclose(_run(after, feeds), _run(old, feeds), atol=ATOL, rtol=0)
+    assert not [n for n in after.graph.node if n.op_type == "ReduceSum" and n.input[0] == "P"]
 
 
 def _tiny_graph(nodes, inputs, inits) -> onnx.ModelProto:
@@ -212,7 +226,7 @@ def test_cli_optimize(ltp_folder, tmp_path, capsys):
     code = main(["optimize", str(ltp_folder), "-o", str(tmp_path / "o2"), "--passes", "cleanup,score-reduction"])
     assert code == 0
     history = json.loads((tmp_path / "o2" / "pruneport.json").read_text())["history"]
-    assert history[-1]["passes"] == [["cleanup", history[-1]["passes"][0][1]], ["score-reduction", 2]]
+    assert history[-1]["passes"] == [["cleanup", history[-1]["passes"][0][1]], ["score-reduction", 0]]
 
 
 def test_optimize_folder_drops_artefacts_of_the_source_graph(ltp_folder, tmp_path):

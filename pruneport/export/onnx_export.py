@@ -1,8 +1,10 @@
 """Export a reference model to a deployable folder: ``model.onnx``, ``pruneport.json`` and ``tokenizer.json``.
 
 Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``) with dynamic batch and sequence dimensions:
-the prune points are tensor ops (argsort, NonZero, Gather), so each one really shortens the sequence in the graph;
-the TorchScript exporter would freeze data-dependent sizes (``shared/research/deployment-notes.md`` section 1).
+the prune points are tensor ops (a ``TopK`` whose k is the new width, a ``GatherND`` of the kept rows), so each one
+really shortens the sequence in the graph; the TorchScript exporter would freeze data-dependent sizes
+(``shared/research/deployment-notes.md`` section 1). pruneport's custom torch ops (``pruneport.methods.prune_ops``)
+are written as ONNX by :data:`pruneport.export.translations.TRANSLATIONS`.
 
 The folder is written under a temporary name beside ``OUT`` and renamed into place only when every file is written
 and ``onnx.checker`` passed, so a failed export leaves nothing half-written.
@@ -21,6 +23,7 @@ import torch
 import pruneport
 from pruneport.export.folders import check_output, staged_folder
 from pruneport.export.manifest import Manifest
+from pruneport.export.translations import TRANSLATIONS
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
 from pruneport.progress import StageProgress
@@ -98,6 +101,7 @@ def dynamo_export(
             dynamo=True,
             external_data=False,
             verbose=False,
+            custom_translation_table=TRANSLATIONS,
         )
     program.save(str(path), external_data=False)
     proto = onnx.load(str(path))

@@ -7,7 +7,8 @@ Pyramid-BERT) and one after each layer's attention, before its FFN (LTP). A hook
 Batches follow the common rules of ``shared/methods.md``: a row's live tokens are packed to the left in position
 order, the tail is dead (``live`` False) and invisible to attention and to every score; rows of one batch keep
 different numbers of tokens, and the tensor is as wide as the longest row. :func:`compact` is written with tensor
-ops only (argsort, NonZero, Gather) so that the dynamo exporter emits a dynamic-length graph with no Python ints.
+ops only (one TopK whose k is a graph value) and rows move with the custom op ``pruneport::gather_rows``
+(:mod:`pruneport.methods.prune_ops`), so that the dynamo exporter emits a dynamic-length graph with no Python ints.
 
 This one module is both the parity reference and the export source.
 """
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from pruneport.methods.backbone import BackboneConfig, ClassificationHead, Embeddings, EncoderLayer
+from pruneport.methods.prune_ops import gather_rows
 
 
 @dataclass
@@ -87,24 +89,23 @@ def compact(keep: torch.Tensor, bucket: int = 0) -> Compacted:
     keep: [batch, seq] bool. Dead slots of the new tensor point at kept-or-not old slots and are masked by ``live``.
     bucket: when > 0, the new width is rounded up to a multiple of ``bucket`` (capped at ``seq``); the extra slots
     are dead, so results are unchanged while a runtime sees fewer distinct shapes (OpenVINO compiles per shape).
+
+    One ``TopK`` does the packing: the key of a kept slot is its position, of a dropped slot its position + seq, so
+    the ``width`` smallest keys are each row's kept slots in position order followed by dropped ones, and a slot is
+    live iff its key is below ``seq``. Keys are distinct, so the order does not depend on how ties are broken.
     """
     seq = keep.shape[1]
     positions = torch.arange(seq, device=keep.device)
-    order = torch.argsort(torch.where(keep, positions, positions + seq), dim=1)
+    key = torch.where(keep, positions, positions + seq)
     counts = keep.sum(1)
     width = counts.max()
     if bucket > 0:
         width = torch.clamp((width + (bucket - 1)) // bucket * bucket, max=seq)
-    columns = torch.nonzero(positions < width).squeeze(1)
-    index = order.index_select(1, columns)
-    live = columns.unsqueeze(0) < counts.unsqueeze(1)
-    return Compacted(index=index, live=live)
-
-
-def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [batch, seq, ...] gathered along seq with index [batch, new_seq]."""
-    expanded = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand(*index.shape, *x.shape[2:])
-    return torch.gather(x, 1, expanded)
+    k = width.item()  # an int in eager mode; exported as a graph value (an unbacked size), not a constant
+    torch._check(k >= 1)
+    torch._check(k <= seq)
+    values, index = torch.topk(key, k, dim=1, largest=False, sorted=True)
+    return Compacted(index=index, live=values < seq)
 
 
 class PrunedSequenceClassifier(nn.Module):

@@ -3,7 +3,8 @@
 Before (pruneport's backbone as the dynamo exporter writes it, per layer; 4-D [B,H,S,d] heads)::
 
     scores = Mul(MatMul(q, Transpose(k, perm=[0,2,3,1])), scale)
-    probs  = Softmax(Where(Not(live4), min_float, scores), axis=-1)        live4: [B,1,1,S] bool
+    probs  = Softmax(Where(live4, scores, min_float), axis=-1)             live4: [B,1,1,S] bool
+    (exports before December 2026: Where(Not(live4), min_float, scores); both are matched)
     ctx    = MatMul(probs, v)
 
 After::
@@ -40,6 +41,14 @@ def _block(op, q, k, v, not_live, neg, scale):
     return op.MatMul(probs, v), probs
 
 
+def _block_live(op, q, k, v, live, neg, scale):
+    """Exports since December 2026: ``Where(live4, scores, min_float)`` (no Not)."""
+    key_t = op.Transpose(k, perm=[0, 2, 3, 1])
+    scores = op.Mul(op.MatMul(q, key_t), scale)
+    probs = op.Softmax(op.Where(live, scores, neg), axis=-1)
+    return op.MatMul(probs, v), probs
+
+
 def _plain_pattern(op, q, k, v, not_live, neg, scale):
     return _block(op, q, k, v, not_live, neg, scale)[0]
 
@@ -48,11 +57,23 @@ def _probs_pattern(op, q, k, v, not_live, neg, scale):
     return _block(op, q, k, v, not_live, neg, scale)
 
 
+def _plain_live_pattern(op, q, k, v, live, neg, scale):
+    return _block_live(op, q, k, v, live, neg, scale)[0]
+
+
+def _probs_live_pattern(op, q, k, v, live, neg, scale):
+    return _block_live(op, q, k, v, live, neg, scale)
+
+
 def _scalar(value: ir.Value) -> float | None:
     if value.const_value is None:
         return None
     array = np.asarray(value.const_value.numpy())
     return float(array.reshape(())) if array.size == 1 else None
+
+
+def _check_live(context, q, k, v, live, neg, scale, **_) -> pattern.MatchResult:
+    return _check(context, q, k, v, live, neg, scale)
 
 
 def _check(context, q, k, v, not_live, neg, scale, **_) -> pattern.MatchResult:
@@ -70,12 +91,13 @@ def _check(context, q, k, v, not_live, neg, scale, **_) -> pattern.MatchResult:
     return result
 
 
-def _attention(op, q, k, v, not_live, scale, with_probs: bool):
-    producer = not_live.producer()
-    if producer is not None and producer.op_type == "Not" and producer.domain == "":
-        live = producer.inputs[0]
-    else:
-        live = op.Not(not_live)
+def _attention(op, q, k, v, not_live, scale, with_probs: bool, live=None):
+    if live is None:
+        producer = not_live.producer()
+        if producer is not None and producer.op_type == "Not" and producer.domain == "":
+            live = producer.inputs[0]
+        else:
+            live = op.Not(not_live)
     # ONNX Runtime 1.31 wants the mask's query axis spelled out ([B,1,Sq,S]); it does not broadcast it
     ones = op.Constant(value=ir.tensor(np.array([1, 1], dtype=np.int64)))
     one = op.Constant(value=ir.tensor(np.array([1], dtype=np.int64)))
@@ -95,14 +117,28 @@ def _probs_replacement(op, q, k, v, not_live, neg, scale):
     return _attention(op, q, k, v, not_live, scale, with_probs=True)
 
 
+def _plain_live_replacement(op, q, k, v, live, neg, scale):
+    return _attention(op, q, k, v, None, scale, with_probs=False, live=live)
+
+
+def _probs_live_replacement(op, q, k, v, live, neg, scale):
+    return _attention(op, q, k, v, None, scale, with_probs=True, live=live)
+
+
 plain_rule = pattern.RewriteRule(_plain_pattern, _plain_replacement, _check, name="Attention23")
 probs_rule = pattern.RewriteRule(_probs_pattern, _probs_replacement, _check, name="Attention23KeepProbs")
+plain_live_rule = pattern.RewriteRule(
+    _plain_live_pattern, _plain_live_replacement, _check_live, name="Attention23LiveMask"
+)
+probs_live_rule = pattern.RewriteRule(
+    _probs_live_pattern, _probs_live_replacement, _check_live, name="Attention23LiveMaskKeepProbs"
+)
 
 
 def apply(model: ir.Model) -> int:
     """Fuse every matching attention block in place (plain blocks first); returns the number fused."""
-    count = pattern.RewriteRuleSet([plain_rule]).apply_to_model(model)
-    count += pattern.RewriteRuleSet([probs_rule]).apply_to_model(model)
+    count = pattern.RewriteRuleSet([plain_rule, plain_live_rule]).apply_to_model(model)
+    count += pattern.RewriteRuleSet([probs_rule, probs_live_rule]).apply_to_model(model)
     if count:
         model.opset_imports[""] = max(model.opset_imports.get("", OPSET), OPSET)
     return count

@@ -2,8 +2,9 @@
 
 A prune point of an exported graph is the method's keep rule (e.g. LTP: score ``MatMul(live, ReduceSum(probs))``,
 ``GreaterOrEqual`` threshold, ``And`` live, ``Or`` CLS) followed by :func:`pruneport.methods.pruned_encoder.compact`
-and the gather of the hidden states (argsort via ``TopK``, counts ``ReduceSum``/``ReduceMax``, ``Less``, ``NonZero``,
-``Gather`` of indices, ``GatherElements`` of hidden, new live mask). This pass replaces those nodes by one call node
+and the gather of the hidden states (counts ``ReduceSum``/``ReduceMax``, one ``TopK`` whose k is the new width, the
+new live mask ``Less``, ``GatherND`` of hidden; exports written before December 2026 sorted all slots and sliced with
+``NonZero``/``Gather``, then ``GatherElements``: both are recognised). This pass replaces those nodes by one call node
 ``TokenPrune`` in the domain ``ai.pruneport`` whose body is the same standard ops, carried as a ``FunctionProto`` in
 ``model.functions``: ONNX Runtime inlines it when it loads the model, so no extra library is needed (OpenVINO 2026.4
 does not read model-local functions: see below). The call node's attributes name the rule (``rule``: threshold /
@@ -70,6 +71,7 @@ STACK_KEY = "pkg.torch.onnx.stack_trace"
 NAMESPACE_KEY = "namespace"  # "<root>/pruner.predictors.0: Class/..." for nodes of the pruner's submodules
 HOOK_CALLS = ("self.pruner.before_layer(", "self.pruner.after_attention(")
 PRUNE_CALLS = ("self._prune(",)
+COMPACTION_OPS = ("TopK", "NonZero")  # compact()'s packing TopK (older exports: argsort TopK + NonZero slice)
 BOOL_OPS = {"And", "Or", "Not", "Xor", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Loop", "If"}
 MIN_IR_VERSION = 10  # FunctionProto.overload
 # OpenVINO 2026.4.1's ONNX frontend converts no model-local function (checked with a one-Relu function in a custom
@@ -305,7 +307,7 @@ def fuse(proto: onnx.ModelProto) -> int:
         members = sorted({*members, *extra})
         member_set = set(members)
         body = [nodes[i] for i in members]
-        if not any(n.op_type == "NonZero" for n in body) or not _is_convex(member_set, nodes):
+        if not any(n.op_type in COMPACTION_OPS for n in body) or not _is_convex(member_set, nodes):
             log.warning("prune point %d: not a compaction or not convex; left unfused", p)
             continue
         produced = [out for n in body for out in n.output if out]

@@ -421,6 +421,9 @@ def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: in
         "relative_flops": relative_flops(system.backbone, tokens, lengths=inputs.lengths),
         "peak_rss_mb": None,
         "throughput_best": float(n / passes.min()),
+        # each batch's fastest repeat, summed: what the machine can do when nothing else interrupts (robust to
+        # load spikes that hit one pass; the estimator of benchmarks/bench_prune_overhead.py)
+        "throughput_batch_min": float(n / measured.seconds.min(axis=0).sum()),
         "throughput_first_pass": float(n / passes[0]),
         "batch_latency_p50_ms": p50,
         "batch_latency_p90_ms": p90,
