@@ -5,9 +5,10 @@ Written with onnxscript's opset-18 ops, which every supported opset (18..25) kee
 
 from __future__ import annotations
 
+import torch
 from onnxscript import opset18 as op
 
-from pruneport.methods.prune_ops import gather_rows
+import pruneport.methods.prune_ops  # noqa: F401  (registers torch.ops.pruneport.gather_rows)
 
 
 def gather_rows_onnx(x, index):
@@ -15,4 +16,4 @@ def gather_rows_onnx(x, index):
     return op.GatherND(x, op.Unsqueeze(index, [-1]), batch_dims=1)
 
 
-TRANSLATIONS = {gather_rows._opoverload: gather_rows_onnx}
+TRANSLATIONS = {torch.ops.pruneport.gather_rows.default: gather_rows_onnx}
