@@ -77,22 +77,26 @@ def non_negative_int(text: str) -> int:
     return check_count(_int(text), minimum=0)
 
 
+def _comma_separated(text: str, parse_one, what: str) -> list:
+    """``parse_one`` applied to each comma-separated item of ``text`` (blanks ignored); OptionError when empty."""
+    values = [parse_one(t) for t in text.replace(" ", "").split(",") if t]
+    if not values:
+        raise OptionError(f"expected one or more comma-separated {what}, got {text!r}")
+    return values
+
+
 @_argtype
 def positive_ints(text: str) -> list[int]:
     """argparse type: comma-separated integers >= 1 (``--batch-sizes 1,32``)."""
-    values = [check_count(_int(t), "each value") for t in text.replace(" ", "").split(",") if t]
-    if not values:
-        raise OptionError(f"expected one or more comma-separated positive integers, got {text!r}")
-    return values
+    return _comma_separated(text, lambda t: check_count(_int(t), "each value"), "positive integers")
 
 
 @_argtype
 def non_negative_floats(text: str) -> list[float]:
     """argparse type: comma-separated finite numbers >= 0 (per-layer thresholds, ETA)."""
-    values = [check_number(_float(t), "each value", inclusive=True) for t in text.replace(" ", "").split(",") if t]
-    if not values:
-        raise OptionError(f"expected one or more comma-separated finite numbers >= 0, got {text!r}")
-    return values
+    return _comma_separated(
+        text, lambda t: check_number(_float(t), "each value", inclusive=True), "finite numbers >= 0"
+    )
 
 
 @_argtype
