@@ -214,7 +214,7 @@ def _rule(body: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> tuple[st
     """The keep rule's name, read from the body's ops, and for threshold rules the constant threshold.
 
     k-center: greedy ``ArgMax`` selection or a ``Loop`` (Pyramid-BERT); top-k: a ``TopK`` besides compact()'s
-    argsort; margin: ``Greater`` of a ``Sub`` (Transkimmer's ``logit1 - logit0``) against a constant; threshold:
+    packing one; margin: ``Greater`` of a ``Sub`` (Transkimmer's ``logit1 - logit0``) against a constant; threshold:
     ``GreaterOrEqual``/``Greater`` against another constant scalar (LTP, TR-BERT); eta-n: against ``1 / n`` times ETA
     (AdapLeR; a ``Div``/``Reciprocal``, or a ``Mul`` of one); argmax: ``Greater`` of two computed values; otherwise
     mask.
