@@ -175,9 +175,10 @@ def test_soft_model_with_zero_thresholds_equals_unpruned_model(work):
     assert all(float(m[:, 1:].max()) < 1e-6 and bool((m[:, 0] == 1).all()) for m in masks)
 
 
-def test_resume_gives_the_uninterrupted_result(work, tmp_path):
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_resume_gives_the_uninterrupted_result(work, tmp_path, group_by_length):
     data = work["data"]
-    settings = PhaseSettings("finetune", steps=6, batch_size=16, lr=1e-3, seed=3)
+    settings = PhaseSettings("finetune", steps=6, batch_size=16, lr=1e-3, seed=3, group_by_length=group_by_length)
 
     def run(checkpoint, fail_at=None, resume=False):
         loaded = load_for_training(work["root"] / "ft" / "model.pt", score_norm_length=N)

@@ -66,6 +66,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="also train the word-embedding table (frozen by default: costly on CPU, little gain)",
     )
     p.add_argument(
+        "--group-by-length",
+        action="store_true",
+        help="batch examples of similar length together (less padding: about 2x faster on IMDB at 512 tokens)",
+    )
+    p.add_argument(
         "--threads", type=positive_int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)"
     )
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling the input checkpoint (runs its code!)")
@@ -224,6 +229,7 @@ def _run_finetune(args: argparse.Namespace, backbone: str) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         train_word_embeddings=args.train_word_embeddings,
+        group_by_length=args.group_by_length,
     )
     outcome = finetune(loaded, enc_train, options, args.out, enc_dev, args.resume, not args.no_progress)
     _report(outcome, args.out)
@@ -249,6 +255,7 @@ def _ltp(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         train_word_embeddings=args.train_word_embeddings,
+        group_by_length=args.group_by_length,
     )
     _check_out(args, (args.source,))
     with created_folder(args.out):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,12 +127,38 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+LENGTH_GROUP_BATCHES = 32
+"""Batches per length group: how many consecutive shuffled batches are pooled and sorted by length."""
+
+
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[int]:
+    """One epoch's order with batches of similar length (less padding), still random.
+
+    The epoch's shuffle is cut into pools of ``LENGTH_GROUP_BATCHES`` batches; each pool is sorted by length and cut
+    into batches, and the order of all batches is shuffled (seeded by seed and epoch), as HF Trainer's
+    ``group_by_length`` does. The result is a permutation of ``range(len(lengths))``.
+    """
+    order = epoch_order(len(lengths), seed, epoch)
+    pool = batch_size * LENGTH_GROUP_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i], reverse=True)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    full, partial = [b for b in batches if len(b) == batch_size], [b for b in batches if len(b) < batch_size]
+    random.Random(seed * 1_000_003 + epoch + 7).shuffle(full)
+    return [i for b in full + partial for i in b]
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int, lengths: Sequence[int] | None = None) -> list[int]:
     """The example indices of training step ``step`` (0-based): epochs of shuffled, full batches (the last partial
-    batch of an epoch is dropped unless the data is smaller than one batch)."""
+    batch of an epoch is dropped unless the data is smaller than one batch). With ``lengths``, the batches of an
+    epoch group examples of similar length (:func:`length_grouped_order`)."""
     per_epoch = max(1, n // batch_size)
     epoch, offset = divmod(step, per_epoch)
-    order = epoch_order(n, seed, epoch)
+    if lengths is not None:
+        order = length_grouped_order(lengths, batch_size, seed, epoch)
+    else:
+        order = epoch_order(n, seed, epoch)
     return order[offset * batch_size : (offset + 1) * batch_size]
 
 

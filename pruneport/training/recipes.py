@@ -44,6 +44,7 @@ class FinetuneOptions:
     seed: int = 0
     checkpoint_every: int = 500
     train_word_embeddings: bool = False
+    group_by_length: bool = False
 
 
 @dataclass
@@ -74,6 +75,7 @@ class LTPOptions:
     seed: int = 0
     checkpoint_every: int = 500
     train_word_embeddings: bool = False
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -183,6 +185,7 @@ def finetune(
         options.warmup_ratio,
         options.weight_decay,
         seed=options.seed,
+        group_by_length=options.group_by_length,
     )
     torch.manual_seed(options.seed)
     outcome = TrainOutcome(loaded)
@@ -254,6 +257,7 @@ def train_ltp(
         options.warmup_ratio,
         options.weight_decay,
         seed=options.seed,
+        group_by_length=options.group_by_length,
         extra={
             "lam": options.lam,
             "temperature": options.temperature,
@@ -307,6 +311,7 @@ def train_ltp(
         options.warmup_ratio,
         options.weight_decay,
         seed=options.seed + 1,
+        group_by_length=options.group_by_length,
         extra={"thresholds": thresholds, "score_norm_length": options.score_norm_length},
     )
     outcome.phases["hard"] = train_phase(

@@ -43,6 +43,7 @@ class PhaseSettings:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     seed: int = 0
+    group_by_length: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,6 +185,7 @@ def train_phase(
     if step >= settings.steps:
         return PhaseResult(losses, step, resumed_from)
     model.train()
+    lengths = [len(ids) for ids in data.ids] if settings.group_by_length else None
     bar = tqdm(
         total=settings.steps, initial=step, desc=settings.name, unit="step", disable=not progress, dynamic_ncols=True
     )
@@ -192,7 +194,7 @@ def train_phase(
             factor = lr_factor(step, settings.steps, settings.warmup_ratio)
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * factor
-            indices = batch_indices(len(data), settings.batch_size, settings.seed, step)
+            indices = batch_indices(len(data), settings.batch_size, settings.seed, step, lengths)
             batch = collate(data, indices, pad_token_id, with_types)
             loss, stats = step_fn(model, batch)
             if not bool(torch.isfinite(loss.detach())):
