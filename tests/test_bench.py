@@ -42,7 +42,7 @@ def bench_run(tiny_ltp_export, tiny_model_pt, tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     out = work / "results.json"
     argv = ["bench", str(tiny_ltp_export), "--data", str(tiny_data), "--baseline-from", str(tiny_model_pt)]
-    argv += ["--batch-sizes", "1,4", "--repeats", "2", "--warmup", "1", "--threads", "1"]
+    argv += ["--batch-sizes", "1,4", "--repeats", "2", "--warmup", "1", "--threads", "1", "--optimum", "off"]
     argv += ["--work", str(work / "work"), "--json", str(out)]
     assert cli.main(argv) == 0
     return json.loads(out.read_text()), work / "work"

@@ -70,6 +70,7 @@ ROW_FIELDS = (
 )
 RATIO_NAMES = (
     "speedup_vs_unpruned_same_backend",
+    "speedup_vs_unpruned_same_quantizer",
     "speedup_vs_best_plain_baseline",
     "flops_ratio",
     "speedup_over_flops_ratio",
@@ -102,6 +103,13 @@ class BenchConfig:
     work: Path = Path("bench_work")
     trust_pickle: bool = False
     folder_backends: dict[str, tuple[str, ...]] = field(default_factory=dict)  # str(folder) -> its own backends
+    # unpruned INT8 baselines (keys of bench_baselines.INT8_BASELINES); None: "auto", the quantizer of every INT8
+    # folder benchmarked plus ORT's one-line quantize_dynamic
+    baseline_int8: tuple[str, ...] | None = None
+    calibration_data: str | None = None  # INT8 baselines' calibration texts (default: --data)
+    calibration_split: str = "train"
+    calibration_n: int = 64
+    optimum: str = "auto"  # auto: optimum-intel baselines when its environment exists; off; or that python's path
 
     def check(self) -> None:
         if not self.folders and self.baseline_from is None:
@@ -125,6 +133,29 @@ class BenchConfig:
             raise BenchError(f"--n must be >= 1, got {self.n}")
         for folder in self.folders:
             Manifest.read(folder)  # NotAnExportError (a ValueError) names the folder
+        from pruneport.report.bench_baselines import INT8_BASELINES
+
+        unknown = [b for b in self.baseline_int8 or () if b not in INT8_BASELINES]
+        if unknown:
+            raise BenchError(f"unknown INT8 baselines {unknown}; use {', '.join(INT8_BASELINES)} (or auto, none)")
+
+    def int8_baselines(self) -> list[str]:
+        """The INT8 baselines to build: the explicit list, or (auto) the quantizer of every INT8 folder plus
+        ``ort-dynamic`` (what a user quantizing the plain export with one line gets) when any INT8 folder is given."""
+        from pruneport.report.bench_baselines import int8_baseline_for_scheme
+
+        if self.baseline_int8 is not None:
+            return list(self.baseline_int8)
+        names: list[str] = []
+        for folder in self.folders:
+            manifest = Manifest.read(folder)
+            if folder_precision(manifest) != "int8":
+                continue
+            scheme = (manifest.extra.get("quantization") or {}).get("scheme")
+            for name in ("ort-dynamic", int8_baseline_for_scheme(scheme)):
+                if name and name not in names:
+                    names.append(name)
+        return names
 
 
 @dataclass
@@ -232,9 +263,9 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
     skipped: list[dict[str, Any]] = []
     names = _unique_names(cfg.folders)
 
-    def attempt(what: dict[str, Any], opener: Callable[[], System]) -> None:
+    def attempt(what: dict[str, Any], opener: Callable[[], System], into: list[System] | None = None) -> None:
         try:
-            systems.append(opener())
+            (systems if into is None else into).append(opener())
         except (*USER_ERRORS, ImportError, RuntimeError, OSError) as err:
             log.warning("skipping %s: %s", what, err)
             skipped.append({**what, "reason": f"{type(err).__name__}: {err}"})
@@ -260,7 +291,84 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
                     {"model": "unpruned", "backend": backend},
                     lambda b=backend: folder_system(base.plain_onnx, b, cfg.threads, "unpruned"),
                 )
+        systems.extend(open_int8_baselines(cfg, base.plain_onnx, attempt))
+        if "openvino" in cfg.baseline_backends and cfg.optimum != "off":
+            systems.extend(open_optimum_baselines(cfg, base.hf, base.plain_onnx, attempt))
     return systems, skipped
+
+
+def open_optimum_baselines(
+    cfg: BenchConfig, hf_folder: Path, plain_folder: Path, attempt: Callable[..., None]
+) -> list[System]:
+    """optimum-intel's OpenVINO export of the unpruned model (and its OVQuantizer INT8 when INT8 baselines are
+    wanted), built in optimum's own environment; skipped with the reason when there is none."""
+    from pruneport.report.bench_optimum import OPTIMUM_METHOD, build_optimum_baselines, find_optimum_python
+
+    kinds = ["fp32"] + (["int8"] if cfg.int8_baselines() else [])
+    opened: list[System] = []
+    try:
+        python = find_optimum_python(None if cfg.optimum == "auto" else cfg.optimum)
+        calibration = None
+        if "int8" in kinds:
+            from pruneport.calibration.batches import tokenized_batches
+
+            source = cfg.calibration_data or cfg.data
+            calibration = tokenized_batches(
+                plain_folder, source, cfg.calibration_split, cfg.calibration_n, batch_size=8, seed=cfg.seed
+            )
+        folders = build_optimum_baselines(hf_folder, plain_folder, cfg.work, python, calibration)
+    except Exception as err:  # noqa: BLE001 - any failure of the other environment becomes a skipped row
+        for kind in kinds:
+            attempt({"model": f"{OPTIMUM_METHOD}-{kind}", "backend": "openvino"}, _reraise(err), into=opened)
+        return opened
+    for kind, folder in folders.items():
+        name = f"{OPTIMUM_METHOD}-{kind}"
+        attempt(
+            {"model": name, "backend": "openvino"},
+            lambda f=folder, n=name: folder_system(f, "openvino", cfg.threads, n),
+            into=opened,
+        )
+    return opened
+
+
+def _reraise(err: Exception) -> Callable[[], System]:
+    def opener() -> System:
+        raise err
+
+    return opener
+
+
+def open_int8_baselines(cfg: BenchConfig, plain_folder: Path, attempt: Callable[..., None]) -> list[System]:
+    """Build (or reuse) the unpruned INT8 baselines and open each on its quantizer's backend through ``attempt``."""
+    from pruneport.report.bench_baselines import (
+        INT8_BASELINES,
+        INT8_MODEL_PREFIX,
+        CalibrationSpec,
+        build_int8_baselines,
+    )
+
+    names = [n for n in cfg.int8_baselines() if INT8_BASELINES[n]["backend"] in cfg.baseline_backends]
+    if not names:
+        return []
+    from pruneport.errors import USER_ERRORS
+
+    calibration = CalibrationSpec(cfg.calibration_data or cfg.data, cfg.calibration_split, cfg.calibration_n, cfg.seed)
+    opened: list[System] = []
+    try:
+        folders = build_int8_baselines(plain_folder, cfg.work, names, calibration)
+    except (*USER_ERRORS, ImportError, RuntimeError, OSError) as err:  # e.g. no train split to calibrate on
+        for name in names:
+            what = {"model": INT8_MODEL_PREFIX + name, "backend": INT8_BASELINES[name]["backend"]}
+            attempt(what, _reraise(err), into=opened)  # recorded as skipped, with the reason
+        return opened
+    for name, folder in folders.items():
+        backend = INT8_BASELINES[name]["backend"]
+        attempt(
+            {"model": INT8_MODEL_PREFIX + name, "backend": backend},
+            lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, INT8_MODEL_PREFIX + n),
+            into=opened,
+        )
+    return opened
 
 
 def _unique_names(folders: Sequence[Path]) -> list[str]:
@@ -453,15 +561,17 @@ def compute_ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
     flops_ratio: unpruned FLOPs / this row's FLOPs (1 / relative_flops).
     speedup_over_flops_ratio: speedup_vs_unpruned_same_backend / flops_ratio (1.0 = the FLOPs saving fully turned
     into speed; INT8 rows also carry the INT8 gain).
+    speedup_vs_unpruned_same_quantizer: throughput / the unpruned model's quantized by the same quantizer (same
+    backend and scheme; the plain FP32 export for FP32 rows): what pruning adds on top of INT8.
     Plus accuracy_drop_vs_unpruned: the same-backend baseline's accuracy minus this row's (points of 1.0).
     """
-    from pruneport.report.bench_baselines import EAGER_METHOD, PLAIN_METHOD
+    from pruneport.report.bench_baselines import BASELINE_METHODS, PLAIN_METHOD
 
-    baselines = [r for r in rows if r["method"] in (PLAIN_METHOD, EAGER_METHOD) and r["precision"] == "fp32"]
+    baselines = [r for r in rows if r["method"] in BASELINE_METHODS and r["precision"] == "fp32"]
     ratios: dict[str, Any] = {name: {} for name in RATIO_NAMES}
     ratios["accuracy_drop_vs_unpruned"] = {}
     for row in rows:
-        if row["method"] in (PLAIN_METHOD, EAGER_METHOD):
+        if row["method"] in BASELINE_METHODS:
             continue
         same = [b for b in baselines if (b["dataset"], b["batch_size"]) == (row["dataset"], row["batch_size"])]
         key = row["key"]
@@ -474,15 +584,29 @@ def compute_ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
             ratios["speedup_over_flops_ratio"][key] = speedup / flops_ratio if flops_ratio else None
             if row["accuracy"] is not None and plain[0]["accuracy"] is not None:
                 ratios["accuracy_drop_vs_unpruned"][key] = plain[0]["accuracy"] - row["accuracy"]
+        twin = [
+            b
+            for b in rows
+            if b["method"] == PLAIN_METHOD
+            and (b["dataset"], b["batch_size"], b["backend"], b["precision"])
+            == (row["dataset"], row["batch_size"], row["backend"], row["precision"])
+            and b.get("quantization") == row.get("quantization")
+        ]
+        if twin:
+            ratios["speedup_vs_unpruned_same_quantizer"][key] = row["throughput"] / twin[0]["throughput"]
+            ratios.setdefault("unpruned_same_quantizer", {})[key] = twin[0]["key"]
         if same:
             best = max(same, key=lambda b: b["throughput"])
             ratios["speedup_vs_best_plain_baseline"][key] = row["throughput"] / best["throughput"]
             ratios.setdefault("best_plain_baseline", {})[key] = best["key"]
     ratios["definitions"] = {
         "speedup_vs_unpruned_same_backend": "throughput / plain FP32 export's throughput, same backend, data, batch",
-        "speedup_vs_best_plain_baseline": "throughput / fastest unpruned FP32 baseline (ORT, OpenVINO or PyTorch)",
+        "speedup_vs_best_plain_baseline": "throughput / fastest unpruned FP32 baseline (plain ONNX on ORT or "
+        "OpenVINO, optimum-intel's OpenVINO export, or PyTorch)",
         "flops_ratio": "unpruned FLOPs / pruned FLOPs (1 / relative_flops)",
         "speedup_over_flops_ratio": "speedup_vs_unpruned_same_backend / flops_ratio",
+        "speedup_vs_unpruned_same_quantizer": "throughput / the unpruned model quantized the same way (same "
+        "backend, precision and scheme), same data, batch",
         "accuracy_drop_vs_unpruned": "same-backend plain FP32 accuracy minus this row's accuracy",
     }
     return ratios
@@ -628,6 +752,7 @@ def run_bench(
     if cfg.memory == "subprocess":
         from pruneport.report.bench_memory import probe_memory
 
+        release_sessions(systems)  # the probes run in fresh processes: free this one's arenas first (OOM at 512 x 32)
         for system in systems:
             progress(f"peak memory of {system.label} (fresh process)")
             peaks = probe_memory(system.spec, widest[system.label], cfg.threads, cfg.work)
@@ -652,6 +777,12 @@ def run_bench(
         "warmup_batches": cfg.warmup,
         "memory": cfg.memory,
         "baseline_from": str(cfg.baseline_from) if cfg.baseline_from else None,
+        "baseline_int8": cfg.int8_baselines() if cfg.baseline_from else [],
+        "int8_baseline_calibration": {
+            "data": cfg.calibration_data or cfg.data,
+            "split": cfg.calibration_split,
+            "n": cfg.calibration_n,
+        },
         "timing": "model run only (tokenization excluded); throughput from the median pass of interleaved repeats",
         "batching": "length-sorted batches, identical for every system; OpenVINO pads widths to its bucket",
     }
@@ -662,6 +793,19 @@ def run_bench(
         "ratios": compute_ratios(rows),
         "skipped": skipped,
     }
+
+
+def release_sessions(systems: list[System]) -> None:
+    """Drop every system's session (its ``run`` callable) so the engines free their memory; the systems keep their
+    names and ``spec`` (enough for :func:`pruneport.report.bench_memory.probe_memory`)."""
+    import gc
+
+    def released(_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("this system's session was released")
+
+    for system in systems:
+        system.run = released
+    gc.collect()
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
@@ -683,7 +827,8 @@ def format_table(result: dict[str, Any]) -> str:
 
     head = (
         "| data | batch | model | method | backend | precision | seq/s | p50 ms | p90 ms | accuracy | rel. FLOPs | "
-        "peak RSS MB | speedup vs unpruned (same backend) | vs best plain | speedup / FLOPs ratio |"
+        "peak RSS MB | speedup vs unpruned (same backend) | vs unpruned (same quantizer) | vs best plain | "
+        "speedup / FLOPs ratio |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in sorted(result["rows"], key=lambda r: (r["dataset"], r["batch_size"], r["method"], r["backend"])):
@@ -694,6 +839,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{fmt(row['latency_p90_ms'], '.2f')} | {fmt(row['accuracy'], '.4f')} | {row['relative_flops']:.3f} | "
             f"{fmt(row['peak_rss_mb'], '.0f')} | "
             f"{fmt(ratios['speedup_vs_unpruned_same_backend'].get(key), '.2f')} | "
+            f"{fmt(ratios['speedup_vs_unpruned_same_quantizer'].get(key), '.2f')} | "
             f"{fmt(ratios['speedup_vs_best_plain_baseline'].get(key), '.2f')} | "
             f"{fmt(ratios['speedup_over_flops_ratio'].get(key), '.2f')} |"
         )

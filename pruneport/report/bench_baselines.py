@@ -6,13 +6,17 @@ would deploy it.
   :func:`pruneport.methods.checkpoint.to_hf_state_dict`; pruner parameters dropped). PyTorch eager runs this.
 - ``plain-onnx`` folder: that HF model exported with plain ``torch.onnx.export(dynamo=True)`` (opset 18, dynamic
   batch and sequence, output ``logits`` only), run by ONNX Runtime and by OpenVINO (which reads the ONNX file).
+- INT8 folders (:func:`build_int8_baselines`): that plain ONNX export quantized as users quantize it: ORT
+  ``quantize_dynamic`` (the one-liner; Optimum's avx512_vnni dynamic config), ORT static QDQ U8S8, OpenVINO NNCF
+  (``ModelType.TRANSFORMER``). bench pairs every pruned INT8 folder with the baseline of its own quantizer
+  (``speedup_vs_unpruned_same_quantizer``).
+- optimum-intel's OpenVINO export and its ``OVQuantizer`` INT8: built in optimum-intel's own environment
+  (:mod:`pruneport.report.bench_optimum`).
 
-Why not Optimum: ``optimum-onnx`` 0.1.0 (the current release) requires ``transformers<4.58`` and ``optimum~=2.1``,
-while pruneport's environment has transformers 5.x, so it cannot be installed beside it (and optimum-intel pulls a
-CUDA torch; ``shared/research/deployment-notes.md`` section 0). Optimum's ``main_export`` is a wrapper over
-``torch.onnx.export`` of the same HF class (TorchScript exporter) followed by no graph optimization unless asked;
-the plain dynamo export is what a user without Optimum does, and ONNX Runtime applies its default graph
-optimizations to both at session creation. Every row says which exporter made it (``baseline_exporter``).
+Optimum's ONNX exporter is not a baseline: ``optimum-onnx`` 0.1.0 requires ``transformers<4.58`` and its
+``main_export`` is ``torch.onnx.export`` of the same HF class with no graph optimization unless asked, which is what
+the plain export is. ONNX Runtime applies its default graph optimizations to every graph at session creation. Every
+row says which exporter made it (``baseline_exporter``).
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ log = logging.getLogger(__name__)
 
 PLAIN_METHOD = "plain-onnx"
 EAGER_METHOD = "pytorch-eager"
+OPTIMUM_METHOD = "optimum-intel"  # pruneport.report.bench_optimum
+BASELINE_METHODS = (PLAIN_METHOD, EAGER_METHOD, OPTIMUM_METHOD)
 BASELINE_EXPORTER = (
-    "plain torch.onnx.export(dynamo=True, opset 18) of transformers {arch}; optimum-onnx 0.1.0 cannot be installed "
-    "beside transformers {tf} (it requires transformers<4.58)"
+    "plain torch.onnx.export(dynamo=True, opset 18) of transformers {arch} (transformers {tf}; optimum-onnx 0.1.0, "
+    "which requires transformers<4.58, would call the same exporter)"
 )
 SOURCE_FILE = "bench_source.json"
 
@@ -262,3 +268,84 @@ def is_baseline_folder(folder: Path) -> bool:
         return json.loads(path.read_text(encoding="utf-8")).get("method") == PLAIN_METHOD
     except (OSError, json.JSONDecodeError):
         return False
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# INT8 baselines: the unpruned plain export quantized the way users quantize it
+# ------------------------------------------------------------------------------------------------------------------
+
+INT8_BASELINES: dict[str, dict[str, str]] = {
+    # the one-liner users run (Optimum's avx512_vnni dynamic config: U8 activations at run time, S8 weights per
+    # channel; MatMuls only here, as pruneport's dynamic mode)
+    "ort-dynamic": {"backend": "onnxruntime", "mode": "dynamic"},
+    # static QDQ U8S8, MinMax (or the named method) on calibration batches
+    "ort-static": {"backend": "onnxruntime", "mode": "static", "calibration": "minmax"},
+    "ort-static-entropy": {"backend": "onnxruntime", "mode": "static", "calibration": "entropy"},
+    "ort-static-percentile": {"backend": "onnxruntime", "mode": "static", "calibration": "percentile"},
+    "ort-static-distribution": {"backend": "onnxruntime", "mode": "static", "calibration": "distribution"},
+    # OpenVINO's NNCF post-training quantization, ModelType.TRANSFORMER
+    "openvino-nncf": {"backend": "openvino"},
+}
+INT8_MODEL_PREFIX = "unpruned-int8-"
+
+
+def int8_baseline_for_scheme(scheme: str | None) -> str | None:
+    """The INT8 baseline that quantizes like a folder whose manifest records ``scheme`` (None: no match)."""
+    if not scheme:
+        return None
+    if scheme == "dynamic-s8":
+        return "ort-dynamic"
+    if scheme.startswith("qdq-u8s8-"):
+        method = scheme.removeprefix("qdq-u8s8-")
+        return "ort-static" if method == "minmax" else f"ort-static-{method}"
+    if scheme.startswith("nncf-transformer"):
+        return "openvino-nncf"
+    return None
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Where the INT8 baselines' calibration texts come from (a seeded subset of a data set's split)."""
+
+    data: str
+    split: str = "train"
+    n: int = 64
+    seed: int = 0
+
+
+def build_int8_baselines(
+    plain_folder: Path, work: Path, names: list[str], calibration: CalibrationSpec
+) -> dict[str, Path]:
+    """Quantize the plain FP32 baseline once per name in ``names`` (keys of :data:`INT8_BASELINES`) under ``work``;
+    a folder built from the same plain export and calibration is reused. Nothing is kept in FP32 (a plain model has
+    no score path)."""
+    from pruneport.calibration.batches import tokenized_batches
+    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
+
+    unknown = [n for n in names if n not in INT8_BASELINES]
+    if unknown:
+        raise BaselineError(f"unknown INT8 baselines {unknown}; use {', '.join(INT8_BASELINES)}")
+    source_stamp = json.loads((plain_folder / SOURCE_FILE).read_text(encoding="utf-8"))
+    folders: dict[str, Path] = {}
+    data = None
+    for name in names:
+        out = work / f"baseline_int8_{name}"
+        stamp = {**source_stamp, "int8": name, "calibration": calibration.__dict__}
+        if not _cached(out, stamp):
+            if data is None:
+                data = tokenized_batches(
+                    plain_folder,
+                    calibration.data,
+                    calibration.split,
+                    calibration.n,
+                    batch_size=8,
+                    seed=calibration.seed,
+                )
+            if out.exists():
+                shutil.rmtree(out)
+            log.info("quantizing the unpruned baseline: %s", name)
+            options = QuantizeOptions(**INT8_BASELINES[name], keep_score_path=False)
+            quantize_folder(plain_folder, data, out, options)
+            (out / SOURCE_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+        folders[name] = out
+    return folders

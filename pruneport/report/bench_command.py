@@ -52,6 +52,21 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="which baselines to run (default onnxruntime,openvino,pytorch)",
     )
     p.add_argument(
+        "--baseline-int8",
+        default="auto",
+        help="unpruned INT8 baselines, comma-separated: ort-dynamic (the one-line quantize_dynamic), ort-static, "
+        "ort-static-entropy|percentile|distribution, openvino-nncf; auto (default): the quantizer of every INT8 "
+        "folder given plus ort-dynamic; none: no INT8 baseline",
+    )
+    p.add_argument("--calibration-data", help="calibration texts of the INT8 baselines (default: --data, split train)")
+    p.add_argument("--calibration-n", type=positive_int, default=64, help="calibration examples of the INT8 baselines")
+    p.add_argument(
+        "--optimum",
+        default="auto",
+        help="optimum-intel OpenVINO baselines: auto (default: when .venv-optimum or $PRUNEPORT_OPTIMUM_PYTHON "
+        "exists, see scripts/setup-optimum), off, or the python of an environment with optimum-intel",
+    )
+    p.add_argument(
         "--max-length", type=positive_int, help="truncation length for every system (default: smallest folder's)"
     )
     p.add_argument("--repeats", type=positive_int, default=3, help="timed passes over the data per system (default 3)")
@@ -71,6 +86,15 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="write the results to this file (checked before the benchmark runs)")
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling --baseline-from (runs its code!)")
     p.set_defaults(func=_bench)
+
+
+def _int8_baselines(text: str) -> tuple[str, ...] | None:
+    """``auto`` -> None (chosen from the folders), ``none`` -> (), else the comma-separated names."""
+    if text.strip().lower() == "auto":
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(_names(text))
 
 
 def split_folder_backends(specs: list[str]) -> tuple[list[Path], dict[str, tuple[str, ...]]]:
@@ -115,6 +139,10 @@ def _bench(args: argparse.Namespace) -> int:
         memory=args.memory,
         work=args.work,
         trust_pickle=args.trust_pickle,
+        baseline_int8=_int8_baselines(args.baseline_int8),
+        calibration_data=args.calibration_data,
+        calibration_n=args.calibration_n,
+        optimum=args.optimum,
     )
     partial = args.json.with_name(args.json.name + ".partial") if args.json else None
     from pruneport.export.folders import no_empty_leftovers
