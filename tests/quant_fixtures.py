@@ -70,7 +70,7 @@ def int8_all(tiny_folder, calib_data, tmp_path_factory) -> Path:
     """ORT static QDQ with the score path quantized too."""
     from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
 
-    options = QuantizeOptions(keep_score_path=False)
+    options = QuantizeOptions(mode="static", keep_score_path=False)
     return _cached(
         "all", lambda: quantize_folder(tiny_folder, calib_data, tmp_path_factory.mktemp("q") / "all", options)
     )
@@ -78,7 +78,10 @@ def int8_all(tiny_folder, calib_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def int8_score(tiny_folder, calib_data, tmp_path_factory) -> Path:
-    """ORT static QDQ with the score path in FP32 (the default)."""
-    from pruneport.calibration.quantize import quantize_folder
+    """ORT static QDQ with the score path in FP32 (static's default)."""
+    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
 
-    return _cached("score", lambda: quantize_folder(tiny_folder, calib_data, tmp_path_factory.mktemp("q") / "sp"))
+    options = QuantizeOptions(mode="static")
+    return _cached(
+        "score", lambda: quantize_folder(tiny_folder, calib_data, tmp_path_factory.mktemp("q") / "sp", options)
+    )

@@ -37,7 +37,9 @@ def test_ort_static_int8_runs_in_the_runtime(tiny_folder, int8_score):
     assert (got.tokens_per_layer[:, 0] == ref.tokens_per_layer[:, 0]).all()  # nothing pruned before layer 0
 
 
-@pytest.mark.parametrize("options", [QuantizeOptions(mode="dynamic"), QuantizeOptions(calibration="percentile")])
+@pytest.mark.parametrize(
+    "options", [QuantizeOptions(mode="dynamic"), QuantizeOptions(mode="static", calibration="percentile")]
+)
 def test_ort_dynamic_and_histogram_twin_run(tiny_folder, calib_data, eval_data, tmp_path, options):
     out = quantize_folder(tiny_folder, calib_data, tmp_path / "q", options)
     result = FolderRunner(out).evaluate(eval_data)
@@ -94,3 +96,26 @@ def test_quantize_refuses_bad_input(tiny_folder, calib_data, int8_score, tmp_pat
     with pytest.raises(FileExistsError):
         quantize_folder(tiny_folder, calib_data, tmp_path / "busy")
     assert not any(p.name.startswith(".x") for p in tmp_path.iterdir())  # nothing half-written
+
+
+def test_default_is_ort_dynamic_with_the_score_path_quantized_too():
+    """The benchmark-chosen default (benchmarks/README.md, "Long text"); FP32 score path stays the default elsewhere."""
+    default = QuantizeOptions()
+    assert (default.backend, default.mode, default.score_path_fp32) == ("onnxruntime", "dynamic", False)
+    assert QuantizeOptions(mode="static").score_path_fp32 is True
+    assert QuantizeOptions(backend="openvino").score_path_fp32 is True
+    assert QuantizeOptions(keep_score_path=True).score_path_fp32 is True
+
+
+def test_cli_quantize_defaults_to_dynamic(tiny_folder, tmp_path, capsys):
+    from pruneport import cli
+
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(random_texts(8, 3).texts)))
+    assert cli.main(["quantize", str(tiny_folder), "--data", str(data), "-o", str(tmp_path / "q")]) == 0
+    assert "onnxruntime dynamic, score path INT8" in capsys.readouterr().out
+    step = Manifest.read(tmp_path / "q").history[-1]
+    assert step["scheme"] == "dynamic-s8" and step["score_path_fp32"] is False
+    argv = ["quantize", str(tiny_folder), "--data", str(data), "-o", str(tmp_path / "q2"), "--fp32-score-path"]
+    assert cli.main(argv) == 0
+    assert Manifest.read(tmp_path / "q2").history[-1]["score_path_fp32"] is True

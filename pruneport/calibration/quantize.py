@@ -8,7 +8,12 @@ Backends (``shared/research/deployment-notes.md`` section 3 has the measurements
   samples (onnxruntime #18792), and pruning makes every intermediate length vary, so they calibrate a *no-prune twin*
   (every threshold at its keep-all value, inputs padded to one width, one example per batch) and the twin's
   thresholds are then set back: the twin is the same graph, so its ranges carry over name for name.
-- ``onnxruntime`` dynamic (``quantize_dynamic``): MatMul weights S8 per channel, activations quantized at run time.
+- ``onnxruntime`` dynamic (``quantize_dynamic``, **the default**): MatMul weights S8 per channel, activations
+  quantized at run time. Chosen by ``benchmarks/bench_long_text.py`` (benchmarks/README.md, "Long text"): on the
+  trained LTP models it was the fastest ORT INT8 at batch 1 and 32 on SST-2 and IMDB and stayed within 1 point of
+  FP32 pruned on both, while static QDQ MinMax lost 1.04 points on SST-2 and ran 10-30% slower. Its activation
+  ranges are taken per run, over the whole batch, so a row's logits can move slightly with its batch neighbours
+  (static QDQ keeps every row equal to its batch-1 result).
 - ``openvino``: the ONNX graph read by OpenVINO and quantized by NNCF with ``ModelType.TRANSFORMER`` (best accuracy
   of the schemes measured); with labeled data and ``max_drop``, ``nncf.quantize_with_accuracy_control`` reverts
   layers to FP32 until the drop is within bounds. Saved as IR (``model.xml``/``.bin``, FP32 weights kept).
@@ -21,13 +26,14 @@ Backends (``shared/research/deployment-notes.md`` section 3 has the measurements
   The tuning it would offer is what ``nncf.quantize_with_accuracy_control`` (``--max-drop``) does here, on the
   deployed graph itself. It is not installed in pruneport's environment.
 
-Score path (``keep_score_path=True``, the default): INT8 moves pruning decisions a lot (the final kept count matched
-FP32 for only 3-12% of inputs in the measurements), because a threshold compares a score computed from quantized
-values. With the option on, the MatMuls that compute what decides pruning stay FP32: for attention-score methods
-(LTP) the Q and K projections and the Q.K^T MatMul of every pruning layer and the score MatMul; for predictor
-methods every MatMul of the predictor MLPs (module path ``pruner.*``). Their inputs, and every reader of a pruning
-layer's attention probabilities other than the P.V MatMul, are rewired to the float tensors, so the score sees no
-fake-quantized value. Roles come from :func:`pruneport.calibration.graph.matmul_table`.
+Score path (``keep_score_path``; by default on, except for ORT dynamic, see
+:attr:`QuantizeOptions.score_path_fp32`): INT8 moves pruning decisions a lot (the final kept count matched FP32 for
+only 3-12% of inputs in the measurements), because a threshold compares a score computed from quantized values. With
+the option on, the MatMuls that compute what decides pruning stay FP32: for attention-score methods (LTP) the Q and
+K projections and the Q.K^T MatMul of every pruning layer and the score MatMul; for predictor methods every MatMul
+of the predictor MLPs (module path ``pruner.*``). Their inputs, and every reader of a pruning layer's attention
+probabilities other than the P.V MatMul, are rewired to the float tensors, so the score sees no fake-quantized
+value. Roles come from :func:`pruneport.calibration.graph.matmul_table`.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import onnx
 
 import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
-from pruneport.calibration.graph import GraphIndex, MatMulInfo, matmul_table
+from pruneport.calibration.graph import GraphIndex, GraphRoleError, MatMulInfo, matmul_table
 from pruneport.calibration.thresholds import SPECS, ThresholdError, name_thresholds, set_thresholds, threshold_spec
 from pruneport.export.folders import carry_over, check_output, scratch_dir, staged_folder, temp_files_under
 from pruneport.export.manifest import Manifest
@@ -59,11 +65,20 @@ class QuantizeOptions:
     """What to quantize and how (see the module docstring)."""
 
     backend: str = "onnxruntime"
-    mode: str = "static"  # onnxruntime: static | dynamic
+    mode: str = "dynamic"  # onnxruntime: dynamic | static (the default chosen by benchmarks/bench_long_text.py)
     calibration: str = "minmax"  # onnxruntime static
-    keep_score_path: bool = True
+    keep_score_path: bool | None = None  # None: FP32 except for ORT dynamic (see score_path_fp32)
     max_drop: float | None = None  # openvino: accuracy control when labels are given
     per_channel: bool = True
+
+    @property
+    def score_path_fp32(self) -> bool:
+        """Whether the score path stays FP32: ``keep_score_path`` when set; by default yes, except for ONNX Runtime
+        dynamic quantization, where keeping it bought no decision fidelity (17% vs 15% of SST-2 rows with FP32's
+        exact tokens_per_layer; IMDB 0.5% both) and cost 11-15% of the speed (benchmarks/README.md)."""
+        if self.keep_score_path is not None:
+            return self.keep_score_path
+        return not (self.backend == "onnxruntime" and self.mode == "dynamic")
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
@@ -260,6 +275,8 @@ def _quantize_ort_dynamic(
         per_channel=opts.per_channel,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude,
+        # ONNX shape inference cannot type the outputs of ORT's contrib ops (optimized folders): they are float
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     return onnx.load(str(out))
 
@@ -345,8 +362,13 @@ def quantize_folder(
     manifest = Manifest.read(folder)
     check_output(out, [folder], overwrite)
     model = prepared_fp32(folder, manifest)
-    table = matmul_table(model)
-    path = score_path(model, table, manifest) if opts.keep_score_path else ScorePath()
+    try:
+        table = matmul_table(model)
+    except GraphRoleError:
+        if opts.score_path_fp32:
+            raise
+        table = []  # a graph pruneport did not export (the plain baselines): nothing to keep in FP32
+    path = score_path(model, table, manifest) if opts.score_path_fp32 else ScorePath()
     with staged_folder(out) as tmp:
         work = scratch_dir(tmp)  # temporary models, and the quantizers' own temporary files, go with the staging
         with temp_files_under(work):
@@ -360,7 +382,7 @@ def quantize_folder(
             else:
                 if opts.mode == "static":
                     qmodel = _quantize_ort_static(model, manifest, data, opts, path.matmuls, work)
-                    rewired = restore_float_inputs(qmodel, path, table) if opts.keep_score_path else 0
+                    rewired = restore_float_inputs(qmodel, path, table) if opts.score_path_fp32 else 0
                     scheme = f"qdq-u8s8-{opts.calibration}"
                 else:
                     qmodel = _quantize_ort_dynamic(model, opts, path.matmuls, work)
@@ -375,7 +397,7 @@ def quantize_folder(
             "step": "quantize",
             "backend": opts.backend,
             "scheme": scheme,
-            "score_path_fp32": opts.keep_score_path,
+            "score_path_fp32": opts.score_path_fp32,
             "calibration": {"source": data.source, "examples": data.n},
             "pruneport": pruneport.__version__,
         }

@@ -14,6 +14,7 @@ QUANTIZE_VARIANTS = {
     "ort": ("onnxruntime", "static", True),
     "ort-all": ("onnxruntime", "static", False),
     "ort-dynamic": ("onnxruntime", "dynamic", True),
+    "ort-dynamic-all": ("onnxruntime", "dynamic", False),  # pruneport quantize's default
     "ov": ("openvino", "static", True),
     "ov-all": ("openvino", "static", False),
 }
