@@ -162,3 +162,13 @@ def test_quantize_needs_the_expanded_graph(ltp_folder, tmp_path):
     expanded, _ = optimize_folder(fused_folder, tmp_path / "expanded", passes=["expand-token-prune"])
     out = quantize_folder(expanded, data, tmp_path / "q", QuantizeOptions())
     assert load(out).predict(["a great movie"]).tokens_per_layer.shape == (1, 3)
+
+
+def test_cleanup_after_fusion_keeps_every_token_prune(ltp_folder, fused, tmp_path):
+    """``--passes token-prune,cleanup`` must not undo the fusion (the optimizer would inline model-local functions)."""
+    out = tmp_path / "cleaned.onnx"
+    optimize_file(fused, out, [get_pass("cleanup")])
+    before, after = onnx.load(str(fused)), onnx.load(str(out))
+    assert [n.op_type for n in _calls(after)] == [n.op_type for n in _calls(before)]
+    assert {(f.domain, f.name) for f in after.functions} == {(DOMAIN, "TokenPrune")}
+    _parity(ltp_folder, out)
