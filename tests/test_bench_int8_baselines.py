@@ -23,6 +23,17 @@ def tiny_int8_dynamic(tiny_ltp_export, tiny_data, tmp_path_factory):  # noqa: F8
     return quantize_folder(tiny_ltp_export, data, out, QuantizeOptions(mode="dynamic"))
 
 
+def _bench(folder, model_pt, data, tmp_path, *extra: str) -> dict:
+    """``pruneport bench FOLDER@onnxruntime`` against the ORT baselines (one quick pass, batch 2); the JSON result."""
+    out = tmp_path / "r.json"
+    argv = ["bench", f"{folder}@onnxruntime", "--data", str(data), "--baseline-from", str(model_pt)]
+    argv += ["--baselines", "onnxruntime", "--calibration-n", "8", *extra]
+    argv += ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--threads", "1", "--memory", "off"]
+    argv += ["--work", str(tmp_path / "work"), "--json", str(out)]
+    assert cli.main(argv) == 0
+    return json.loads(out.read_text())
+
+
 def test_every_pruneport_scheme_has_its_baseline():
     assert int8_baseline_for_scheme("dynamic-s8") == "ort-dynamic"
     assert int8_baseline_for_scheme("qdq-u8s8-minmax") == "ort-static"
@@ -65,20 +76,7 @@ def test_same_quantizer_ratio_uses_the_matching_int8_baseline():
 
 
 def test_bench_runs_the_int8_baseline_of_an_int8_folder(tiny_int8_dynamic, tiny_model_pt, tiny_data, tmp_path):  # noqa: F811
-    out = tmp_path / "r.json"
-    argv = [
-        "bench",
-        f"{tiny_int8_dynamic}@onnxruntime",
-        "--data",
-        str(tiny_data),
-        "--baseline-from",
-        str(tiny_model_pt),
-    ]
-    argv += ["--baselines", "onnxruntime", "--calibration-data", str(tiny_data), "--calibration-n", "8"]
-    argv += ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--threads", "1", "--memory", "off"]
-    argv += ["--work", str(tmp_path / "work"), "--json", str(out)]
-    assert cli.main(argv) == 0
-    result = json.loads(out.read_text())
+    result = _bench(tiny_int8_dynamic, tiny_model_pt, tiny_data, tmp_path, "--calibration-data", str(tiny_data))
     rows = {r["model"]: r for r in result["rows"]}
     assert set(rows) == {"tiny_int8", "unpruned", "unpruned-int8-ort-dynamic"}
     baseline = rows["unpruned-int8-ort-dynamic"]
@@ -96,20 +94,8 @@ def test_int8_baselines_that_cannot_calibrate_are_skipped_with_the_reason(
     tiny_data,  # noqa: F811
     tmp_path,
 ):
-    out = tmp_path / "r.json"
-    argv = [
-        "bench",
-        f"{tiny_int8_dynamic}@onnxruntime",
-        "--data",
-        str(tiny_data),
-        "--baseline-from",
-        str(tiny_model_pt),
-    ]
-    argv += ["--baselines", "onnxruntime", "--baseline-int8", "ort-static", "--calibration-data", str(tmp_path / "no")]
-    argv += ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--memory", "off"]
-    argv += ["--work", str(tmp_path / "work"), "--json", str(out)]
-    assert cli.main(argv) == 0
-    result = json.loads(out.read_text())
+    extra = ["--baseline-int8", "ort-static", "--calibration-data", str(tmp_path / "no")]
+    result = _bench(tiny_int8_dynamic, tiny_model_pt, tiny_data, tmp_path, *extra)
     assert {r["model"] for r in result["rows"]} == {"tiny_int8", "unpruned"}
     (skip,) = result["skipped"]
     assert skip["model"] == "unpruned-int8-ort-static" and str(tmp_path / "no") in skip["reason"]
