@@ -34,10 +34,10 @@ def main() -> None:
 
     from pruneport.calibration.data import load_texts
     from pruneport.export.onnx_export import write_export_folder
+    from pruneport.flops import relative_flops
     from pruneport.methods import load_checkpoint
     from pruneport.methods.ltp import LTPParams, build
     from pruneport.report.bench import machine_info
-    from pruneport.report.flops import relative_flops
     from pruneport.runtime import load
 
     pruned = load_checkpoint(args.model)

@@ -71,11 +71,11 @@ def main() -> None:
 
     from pruneport.demo import minilm_path
     from pruneport.export.onnx_export import export_onnx_model
+    from pruneport.flops import relative_flops
     from pruneport.methods import adapler, ltp, pyramid
     from pruneport.methods import checkpoint as ck
     from pruneport.methods.backbone import BackboneConfig
     from pruneport.report.bench import machine_info
-    from pruneport.report.flops import relative_flops
 
     torch.manual_seed(0)
     folder = minilm_path()

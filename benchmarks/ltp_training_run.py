@@ -42,8 +42,8 @@ class Task:
 def evaluate_export(model_pt: Path, dev, out: Path, max_length: int | None) -> dict:
     """Export model.pt, run the export on dev with the runtime: accuracy and relative FLOPs."""
     from pruneport.export.onnx_export import write_export_folder
+    from pruneport.flops import relative_flops
     from pruneport.methods import load_checkpoint
-    from pruneport.report.flops import relative_flops
     from pruneport.runtime import load
 
     loaded = load_checkpoint(model_pt, "ltp")

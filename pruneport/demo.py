@@ -128,8 +128,8 @@ def run_demo(
     import torch
 
     from pruneport.export.onnx_export import write_export_folder
+    from pruneport.flops import relative_flops
     from pruneport.methods.checkpoint import save_model_pt
-    from pruneport.report.flops import relative_flops
     from pruneport.runtime import load
     from pruneport.training.data import encode
     from pruneport.training.evaluate import evaluate

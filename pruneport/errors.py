@@ -6,7 +6,10 @@ Torch-free. Each stage raises a ValueError/FileNotFoundError subclass with a mes
 
 from __future__ import annotations
 
-from pruneport.runtime.session import ModelLoadError
+
+class ModelLoadError(RuntimeError):
+    """The model file of an export folder cannot be loaded (missing, corrupt, or not runnable here)."""
+
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,

@@ -12,7 +12,7 @@ from pruneport.calibration.calibrate import kept_agreement, refit_to_reference, 
 from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import ThresholdError, name_thresholds, set_thresholds, threshold_name
 from pruneport.export.manifest import Manifest
-from pruneport.report.flops import relative_flops
+from pruneport.flops import relative_flops
 from tests.quant_fixtures import THRESHOLDS, calib_data, int8_all, tiny_folder  # noqa: F401
 
 

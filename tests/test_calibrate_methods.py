@@ -21,10 +21,10 @@ from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import name_thresholds, threshold_spec
 from pruneport.export.manifest import Manifest
 from pruneport.export.onnx_export import write_export_folder
+from pruneport.flops import relative_flops
 from pruneport.methods import get_method
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
-from pruneport.report.flops import relative_flops
 from tests.parity import LOGITS_ATOL, reference
 from tests.quant_fixtures import random_texts
 from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json

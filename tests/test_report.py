@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from pruneport.flops import macs_per_example
 from pruneport.report.bops import baseline_bops, bops_per_example, folder_bits
-from pruneport.report.flops import macs_per_example
 from tests.quant_fixtures import calib_data, int8_all, random_texts, tiny_folder  # noqa: F401
 
 D, F, LABELS = 32, 64, 2  # the tiny backbone: hidden 32, intermediate 64, 3 layers, all three prune

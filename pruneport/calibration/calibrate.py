@@ -4,7 +4,7 @@ Two searches, both run on the deployed graph itself (ONNX Runtime or OpenVINO IR
 calibration batches (:mod:`pruneport.calibration.batches`):
 
 - :func:`search_flops_scale`: one threshold scale ``s`` on all trained thresholds so that the relative FLOPs
-  (:func:`pruneport.report.flops.relative_flops`) on the calibration data reach a target. Kept tokens shrink as the
+  (:func:`pruneport.flops.relative_flops`) on the calibration data reach a target. Kept tokens shrink as the
   scale grows, so a bracket-and-bisect search in log-scale converges in ~15 runs. The method's
   :class:`~pruneport.calibration.thresholds.ThresholdSpec` says what a scale does: LTP thresholds, TR-BERT's keep
   probability and AdapLeR's ETA are multiplied by it; Transkimmer's log-odds margin is shifted by ``ln s``.
@@ -37,7 +37,7 @@ from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import ThresholdError, threshold_name, threshold_spec
 from pruneport.export.folders import carry_over, check_output, staged_folder
 from pruneport.export.manifest import Manifest
-from pruneport.report.flops import relative_flops
+from pruneport.flops import relative_flops
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from pruneport.export.dynamo import batch_and_sequence_dims, dynamo_export, sample_inputs
 from pruneport.export.manifest import Manifest
-from pruneport.export.onnx_export import batch_and_sequence_dims, dynamo_export
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, PruneState
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ def prune_points(model: PrunedSequenceClassifier) -> list[int]:
 
     Found by running the model once on sample inputs and recording which hooks return a mask.
     """
-    from pruneport.export.onnx_export import sample_inputs
 
     pruner = model.pruner
     found: list[int] = []
@@ -135,7 +134,6 @@ class Stage(nn.Module):
 
 
 def _sample(stage: Stage, cfg) -> tuple[torch.Tensor, ...]:
-    from pruneport.export.onnx_export import sample_inputs
 
     if stage.start < 0:
         return sample_inputs(cfg)

@@ -14,7 +14,7 @@ What is measured, per (folder or baseline, backend, batch size):
   batch 1: per example, the median over repetitions, then percentiles over examples; for larger batches the same
   statistics of whole batches go to ``batch_latency_*`` (``latency_*`` stay null there).
 - accuracy: argmax of the first pass's logits against the labels (null without labels).
-- relative FLOPs: :func:`pruneport.report.flops.relative_flops` from the ``tokens_per_layer`` output; 1.0 for the
+- relative FLOPs: :func:`pruneport.flops.relative_flops` from the ``tokens_per_layer`` output; 1.0 for the
   unpruned baselines (every layer at the real length).
 - peak memory (``--memory subprocess``, the default): each system is loaded again in a fresh Python process
   (:mod:`pruneport.report.bench_memory`) that runs its widest batches; ``peak_rss_mb`` is that process's VmHWM
@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from pruneport.export.manifest import Manifest, read_tokenizer
+from pruneport.export.manifest import Manifest
+from pruneport.report.bench_systems import System, eager_system, folder_precision, folder_system
 
 log = logging.getLogger(__name__)
 
@@ -156,103 +157,6 @@ class BenchConfig:
                 if name and name not in names:
                     names.append(name)
         return names
-
-
-@dataclass
-class System:
-    """One thing to time: a model on a backend, behind ``run(feeds) -> {name: array}``."""
-
-    model: str
-    method: str
-    backend: str
-    precision: str
-    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-    tokenizer_json: str
-    pad_token_id: int
-    input_names: list[str]
-    max_length: int
-    backbone: dict[str, Any]
-    bucket: int = 0
-    spec: dict[str, Any] = field(default_factory=dict)  # how bench_memory opens it again
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}/{self.backend}/{self.precision}"
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Opening systems
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def open_runtime_session(folder: Path, manifest: Manifest, backend: str, threads: int):
-    """(session, bucket) of an export folder through pruneport's runtime, ORT spinning off, latency mode."""
-    from pruneport.runtime.split import open_export
-
-    options: dict[str, Any] = {"threads": threads, "mode": "latency", "spinning": False}
-    return open_export(folder, manifest, backend, "cpu", **options)
-
-
-def folder_precision(manifest: Manifest) -> str:
-    return str(manifest.precision or "fp32").lower()
-
-
-def folder_system(folder: Path, backend: str, threads: int, name: str | None = None) -> System:
-    """A pruneport (or plain baseline) export folder on ``backend``; raises when the backend cannot run it."""
-    from pruneport.runtime.session import ModelLoadError
-
-    manifest = Manifest.read(folder)
-    model_file = manifest.model_file
-    if backend == "onnxruntime" and not model_file.endswith(".onnx"):
-        raise ModelLoadError(f"{folder} holds {model_file} (OpenVINO IR), which ONNX Runtime cannot read")
-    session, bucket = open_runtime_session(folder, manifest, backend, threads)
-    tokenizer = read_tokenizer(folder, manifest)
-    notes: dict[str, Any] = {"model_file": model_file}
-    if "baseline_exporter" in manifest.extra:
-        notes["baseline_exporter"] = manifest.extra["baseline_exporter"]
-    quant = manifest.extra.get("quantization")
-    if quant:
-        notes["quantization"] = quant.get("scheme")
-    if type(session).__name__ == "SplitSession":
-        notes["split"] = True
-    return System(
-        model=name or folder.name,
-        method=manifest.method,
-        backend=backend,
-        precision=folder_precision(manifest),
-        run=session.run,
-        tokenizer_json=tokenizer,
-        pad_token_id=manifest.pad_token_id,
-        input_names=list(manifest.inputs),
-        max_length=manifest.max_length,
-        backbone=dict(manifest.backbone),
-        bucket=bucket,
-        spec={"kind": "folder", "folder": str(folder), "backend": backend},
-        notes=notes,
-    )
-
-
-def eager_system(hf_folder: Path, plain_folder: Path, threads: int, exporter_note: str) -> System:
-    """PyTorch eager on the baseline HF folder; tokenizer and I/O names from the plain ONNX folder."""
-    from pruneport.report.bench_baselines import EAGER_METHOD, EagerSession
-
-    manifest = Manifest.read(plain_folder)
-    session = EagerSession(hf_folder, threads)
-    return System(
-        model="unpruned",
-        method=EAGER_METHOD,
-        backend="pytorch",
-        precision="fp32",
-        run=session.run,
-        tokenizer_json=read_tokenizer(plain_folder, manifest),
-        pad_token_id=manifest.pad_token_id,
-        input_names=list(manifest.inputs),
-        max_length=manifest.max_length,
-        backbone=dict(manifest.backbone),
-        spec={"kind": "eager", "folder": str(hf_folder), "plain": str(plain_folder)},
-        notes={"baseline": "transformers eager (default attention implementation)", "source_exporter": exporter_note},
-    )
 
 
 def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[dict[str, Any]]]:
@@ -501,7 +405,7 @@ def measure(
 
 def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: int, dataset: str) -> dict[str, Any]:
     """One result row (the fields of :data:`ROW_FIELDS` plus details)."""
-    from pruneport.report.flops import relative_flops
+    from pruneport.flops import relative_flops
 
     n = len(inputs.texts)
     passes = measured.seconds.sum(axis=1)  # [repeats]

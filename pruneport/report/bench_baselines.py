@@ -161,7 +161,7 @@ def export_plain_onnx(model, path: Path, input_names: list[str], max_tokens: int
     """``torch.onnx.export(dynamo=True)`` of a HF classifier: inputs [batch, sequence] int64, output ``logits``."""
     import torch
 
-    from pruneport.export.onnx_export import batch_and_sequence_dims, dynamo_export
+    from pruneport.export.dynamo import batch_and_sequence_dims, dynamo_export
 
     wrapper = _logits_module(model)
     length = min(16, max_tokens)

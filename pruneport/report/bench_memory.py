@@ -77,7 +77,7 @@ def probe_memory(
 
 
 def _open(spec: dict[str, Any], threads: int):
-    from pruneport.report.bench import eager_system, folder_system
+    from pruneport.report.bench_systems import eager_system, folder_system
 
     if spec["kind"] == "eager":
         return eager_system(Path(spec["folder"]), Path(spec["plain"]), threads, "")

@@ -1,7 +1,7 @@
 """BOPs (bit operations) per example: MACs of every MatMul/Gemm actually in the graph x weight bits x activation bits.
 
 MACs come from ``tokens_per_layer`` (never from the padded length) and each MatMul's role
-(:func:`pruneport.calibration.graph.matmul_table`), with the same token-count rules as :mod:`pruneport.report.flops`:
+(:func:`pruneport.calibration.graph.matmul_table`), with the same token-count rules as :mod:`pruneport.flops`:
 
 | role | MACs per example (n = tokens entering the layer's attention, m = tokens entering its FFN, D = hidden) |
 | --- | --- |

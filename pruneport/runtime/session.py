@@ -16,11 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
+from pruneport.errors import ModelLoadError  # raised here; pruneport.runtime re-exports it
+
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The model file of an export folder cannot be loaded (missing, corrupt, or not runnable here)."""
 
 
 def one_line(err: BaseException) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pruneport.report.flops import relative_flops
+from pruneport.flops import relative_flops
 from pruneport.training.data import EncodedData, collate, eval_batches
 
 
