@@ -59,3 +59,19 @@ def test_batch_indices_with_lengths_cover_the_epoch_in_full_batches():
     seen = [i for b in steps for i in b]
     assert len(set(seen)) == len(seen) == (100 // batch) * batch
     assert batch_indices(100, batch, 3, 100 // batch, lengths) == length_grouped_order(lengths, batch, 3, 1)[:batch]
+
+
+def test_checkpoints_from_before_grouping_resume_as_ungrouped(tmp_path):
+    """A checkpoint written before ``group_by_length`` existed stores no such setting: it means random batches."""
+    from dataclasses import asdict
+
+    import pytest
+
+    from pruneport.training.trainer import PhaseSettings, ResumeError, _check_settings
+
+    older = asdict(PhaseSettings("finetune", steps=4, batch_size=8, lr=1e-3))
+    del older["group_by_length"]
+    _check_settings(tmp_path / "c.pt", older, PhaseSettings("finetune", steps=4, batch_size=8, lr=1e-3))
+    with pytest.raises(ResumeError, match="group_by_length"):
+        grouped = PhaseSettings("finetune", steps=4, batch_size=8, lr=1e-3, group_by_length=True)
+        _check_settings(tmp_path / "c.pt", older, grouped)

@@ -11,7 +11,7 @@ Backends (``shared/research/deployment-notes.md`` section 3 has the measurements
 - ``onnxruntime`` dynamic (``quantize_dynamic``, **the default**): MatMul weights S8 per channel, activations
   quantized at run time. Chosen by ``benchmarks/bench_long_text.py`` (benchmarks/README.md, "Long text"): on the
   trained LTP models it was the fastest ORT INT8 at batch 1 and 32 on SST-2 and IMDB and stayed within 1 point of
-  FP32 pruned on both, while static QDQ MinMax lost 1.04 points on SST-2 and ran 10-30% slower. Its activation
+  FP32 pruned on both, while static QDQ MinMax lost 1.04 points on SST-2 and ran 4-36% slower. Its activation
   ranges are taken per run, over the whole batch, so a row's logits can move slightly with its batch neighbours
   (static QDQ keeps every row equal to its batch-1 result).
 - ``openvino``: the ONNX graph read by OpenVINO and quantized by NNCF with ``ModelType.TRANSFORMER`` (best accuracy

@@ -222,8 +222,9 @@ def open_optimum_baselines(
             )
         folders = build_optimum_baselines(hf_folder, plain_folder, cfg.work, python, calibration)
     except Exception as err:  # noqa: BLE001 - any failure of the other environment becomes a skipped row
+        failure = err if isinstance(err, (RuntimeError, OSError)) else RuntimeError(f"{type(err).__name__}: {err}")
         for kind in kinds:
-            attempt({"model": f"{OPTIMUM_METHOD}-{kind}", "backend": "openvino"}, _reraise(err), into=opened)
+            attempt({"model": f"{OPTIMUM_METHOD}-{kind}", "backend": "openvino"}, _reraise(failure), into=opened)
         return opened
     for kind, folder in folders.items():
         name = f"{OPTIMUM_METHOD}-{kind}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def _check_settings(path: Path, stored: dict[str, Any], settings: PhaseSettings) -> None:
     now = asdict(settings)
+    # a setting added after the checkpoint was written counts as its default (group_by_length: off)
+    defaults = {f.name: f.default for f in fields(PhaseSettings) if f.default is not MISSING}
+    stored = {**defaults, **stored}
     diff = [f"{k}: checkpoint {stored.get(k)!r}, now {now[k]!r}" for k in now if stored.get(k) != now[k]]
     if diff:
         raise ResumeError(
