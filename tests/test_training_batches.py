@@ -4,8 +4,12 @@ seeded, and far less padding than random batches on data of mixed lengths (what 
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
+
+import pytest
 
 from pruneport.training.data import LENGTH_GROUP_BATCHES, batch_indices, epoch_order, length_grouped_order
+from pruneport.training.trainer import PhaseSettings, ResumeError, _check_settings
 
 
 def _lengths(n: int, seed: int = 0) -> list[int]:
@@ -63,12 +67,6 @@ def test_batch_indices_with_lengths_cover_the_epoch_in_full_batches():
 
 def test_checkpoints_from_before_grouping_resume_as_ungrouped(tmp_path):
     """A checkpoint written before ``group_by_length`` existed stores no such setting: it means random batches."""
-    from dataclasses import asdict
-
-    import pytest
-
-    from pruneport.training.trainer import PhaseSettings, ResumeError, _check_settings
-
     older = asdict(PhaseSettings("finetune", steps=4, batch_size=8, lr=1e-3))
     del older["group_by_length"]
     _check_settings(tmp_path / "c.pt", older, PhaseSettings("finetune", steps=4, batch_size=8, lr=1e-3))
