@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pruneport import cli
@@ -105,3 +106,18 @@ def test_unknown_int8_baseline_is_refused(tiny_ltp_export, tiny_data, capsys):  
     argv = ["bench", str(tiny_ltp_export), "--data", str(tiny_data), "--baseline-int8", "tensorrt-int8"]
     assert cli.main(argv + ["--memory", "off"]) == 2
     assert "unknown INT8 baselines" in capsys.readouterr().err
+
+
+def test_histogram_calibrated_baseline_of_a_plain_graph(tiny_model_pt, tiny_data, tmp_path):  # noqa: F811
+    """A plain graph has no thresholds: its histogram calibration runs on itself, padded to one width."""
+    from pruneport.export.manifest import Manifest
+    from pruneport.report.bench_baselines import CalibrationSpec, build_baselines, build_int8_baselines
+    from pruneport.report.bench_systems import folder_system
+
+    base = build_baselines(tiny_model_pt, tmp_path, 32)
+    spec = CalibrationSpec(str(tiny_data), n=8)
+    (folder,) = build_int8_baselines(base.plain_onnx, tmp_path, ["ort-static-entropy"], spec).values()
+    assert Manifest.read(folder).extra["quantization"]["scheme"] == "qdq-u8s8-entropy"
+    system = folder_system(folder, "onnxruntime", 1)
+    feeds = {n: np.ones((1, 5), dtype=np.int64) for n in system.input_names}
+    assert np.isfinite(system.run(feeds)["logits"]).all()

@@ -224,12 +224,14 @@ def _quantize_ort_static(
     source = work / "fp32.onnx"
     reader_data = data
     twin = opts.calibration != "minmax"
+    slots = []
     if twin:
-        slots = name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
         twin_model = onnx.ModelProto()
         twin_model.CopyFrom(model)
-        keep_all = threshold_spec(manifest.method).keep_all  # keep every token: shapes follow the input
-        set_thresholds(twin_model, {s.layer: keep_all for s in slots})
+        if manifest.method in SPECS:  # a graph without thresholds (the plain baselines) is its own twin
+            slots = name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
+            keep_all = threshold_spec(manifest.method).keep_all  # keep every token: shapes follow the input
+            set_thresholds(twin_model, {s.layer: keep_all for s in slots})
         onnx.save(twin_model, str(source))
         width = int(min(np.percentile(data.lengths, 25), manifest.max_length))
         reader_data = data.fixed_length(width)
@@ -253,7 +255,7 @@ def _quantize_ort_static(
         extra_options={"CalibTensorRangeSymmetric": False},
     )
     quantized = onnx.load(str(out))
-    if twin:
+    if slots:
         set_thresholds(quantized, {s.layer: s.value for s in slots})
     return quantized
 
