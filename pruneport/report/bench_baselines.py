@@ -70,7 +70,8 @@ def _source_stamp(source: Path, max_length: int) -> dict[str, Any]:
     }
 
 
-def _cached(folder: Path, stamp: dict[str, Any]) -> bool:
+def is_cached(folder: Path, stamp: dict[str, Any]) -> bool:
+    """Whether ``folder`` was built from what ``stamp`` describes (its ``bench_source.json`` equals it)."""
     path = folder / SOURCE_FILE
     if not path.exists():
         return False
@@ -190,7 +191,7 @@ def build_baselines(
     work.mkdir(parents=True, exist_ok=True)
     stamp = _source_stamp(source, max_length) if source.exists() else {}
     hf_dir, onnx_dir = work / "baseline_hf", work / "baseline_plain_onnx"
-    if stamp and _cached(hf_dir, stamp) and _cached(onnx_dir, stamp):
+    if stamp and is_cached(hf_dir, stamp) and is_cached(onnx_dir, stamp):
         manifest = Manifest.read(onnx_dir)
         log.info("reusing baselines in %s", work)
         return BaselineFolders(hf_dir, onnx_dir, manifest.extra["baseline_exporter"], manifest.extra["architecture"])
@@ -331,7 +332,7 @@ def build_int8_baselines(
     for name in names:
         out = work / f"baseline_int8_{name}"
         stamp = {**source_stamp, "int8": name, "calibration": calibration.__dict__}
-        if not _cached(out, stamp):
+        if not is_cached(out, stamp):
             if data is None:
                 data = tokenized_batches(
                     plain_folder,

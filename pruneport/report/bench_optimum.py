@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pruneport.export.manifest import Manifest
-from pruneport.report.bench_baselines import OPTIMUM_METHOD
+from pruneport.report.bench_baselines import OPTIMUM_METHOD, SOURCE_FILE, is_cached
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ OPTIMUM_PYTHON_ENV = "PRUNEPORT_OPTIMUM_PYTHON"
 OPTIMUM_SCHEME = "optimum-ovquantizer-int8"
 SCRIPT = Path(__file__).with_name("optimum_intel_export.py")
 REPO_VENV_PYTHON = Path(__file__).resolve().parents[2] / ".venv-optimum" / "bin" / "python"  # scripts/setup-optimum
-STAMP_FILE = "bench_source.json"
 
 
 class OptimumUnavailable(RuntimeError):
@@ -77,7 +76,7 @@ def build_optimum_baselines(
     """Export the HF baseline with optimum-intel (FP32, and INT8 when ``calibration`` batches are given) under
     ``work``; folders built from the same plain baseline and calibration are reused. Returns precision -> folder."""
     plain = Manifest.read(plain_folder)
-    source_stamp = json.loads((plain_folder / STAMP_FILE).read_text(encoding="utf-8"))
+    source_stamp = json.loads((plain_folder / SOURCE_FILE).read_text(encoding="utf-8"))
     kinds = ["fp32"] + (["int8"] if calibration is not None else [])
     folders: dict[str, Path] = {}
     for kind in kinds:
@@ -85,7 +84,7 @@ def build_optimum_baselines(
         stamp = {**source_stamp, "optimum": kind, "python": str(python)}
         if kind == "int8":
             stamp["calibration"] = {"source": calibration.source, "examples": calibration.n}
-        if _same_stamp(out, stamp):
+        if is_cached(out, stamp):
             folders[kind] = out
             continue
         if out.exists():
@@ -104,20 +103,13 @@ def build_optimum_baselines(
                 raise RuntimeError(f"optimum-intel export ({kind}) failed: " + " | ".join(tail))
             info = json.loads((tmp / "optimum_export.json").read_text(encoding="utf-8"))
             _write_manifest(tmp, plain, plain_folder, info, kind)
-            (tmp / STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+            (tmp / SOURCE_FILE).write_text(json.dumps(stamp), encoding="utf-8")
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         folders[kind] = out
     return folders
-
-
-def _same_stamp(folder: Path, stamp: dict[str, Any]) -> bool:
-    try:
-        return json.loads((folder / STAMP_FILE).read_text(encoding="utf-8")) == stamp
-    except (OSError, json.JSONDecodeError):
-        return False
 
 
 def _write_manifest(folder: Path, plain: Manifest, plain_folder: Path, info: dict[str, Any], kind: str) -> None:
