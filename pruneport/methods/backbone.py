@@ -136,11 +136,14 @@ class SelfAttention(nn.Module):
         live: torch.Tensor,
         key_weights: torch.Tensor | None = None,
         query_rows: int | None = None,
+        renormalize: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B,S,D], live [B,S] -> context [B,S,D], probabilities [B,H,S,S] (0 on dead keys).
 
         key_weights [B,S] (optional): multiplies the probabilities of each key *after* the softmax, with no
         renormalization (Transkimmer ``master`` semantics); None leaves the attention unchanged.
+        renormalize: divide the weighted probabilities by their sum again, which is the softmax of
+        ``scores + log(key_weights)`` with differentiable weights (the soft masks of the trainers; never exported).
         query_rows (optional): compute queries, context and probabilities for the first ``query_rows`` positions
         only (context [B,Q,D], probabilities [B,H,Q,S]); keys and values still come from every position.
         """
@@ -153,6 +156,8 @@ class SelfAttention(nn.Module):
         probs = torch.softmax(scores, dim=-1)
         if key_weights is not None:
             probs = probs * key_weights[:, None, None, :].to(probs.dtype)
+            if renormalize:
+                probs = probs / probs.sum(-1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
         context = torch.matmul(probs, v).transpose(1, 2).flatten(2)
         return context, probs
 
@@ -184,9 +189,10 @@ class Attention(nn.Module):
         live: torch.Tensor,
         key_weights: torch.Tensor | None = None,
         query_rows: int | None = None,
+        renormalize: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`SelfAttention.forward`; with ``query_rows`` the output covers the first query_rows positions."""
-        context, probs = self.self(x, live, key_weights, query_rows)
+        context, probs = self.self(x, live, key_weights, query_rows, renormalize)
         residual = x if query_rows is None else x[:, :query_rows]
         return self.output(context, residual), probs
 

@@ -1,6 +1,6 @@
-"""``pruneport train finetune`` and ``pruneport train ltp`` (registered through ``pruneport.cli.PLUGIN_MODULES``).
+"""``pruneport train finetune|ltp|transkimmer|adapler|trbert|pyramid`` (registered through ``cli.PLUGIN_MODULES``).
 
-Both write a folder: ``model.pt`` (``pruneport export --method ltp OUT/model.pt`` takes it), ``training.json`` and,
+Each writes a folder: ``model.pt`` (``pruneport export OUT/model.pt`` takes it), ``training.json`` and,
 while running, resumable ``checkpoint-<phase>.pt`` files (``--resume`` continues an interrupted run with the same
 options; a finished run deletes them). Results of an earlier run are replaced only with ``--overwrite``, and a run
 that fails before writing anything leaves no empty output folder.
@@ -9,14 +9,12 @@ that fails before writing anything leaves no empty output folder.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pruneport.export.folders import created_folder
 from pruneport.validate import non_negative_float, non_negative_int, positive_float, positive_int
-
-if TYPE_CHECKING:
-    from pruneport.training.recipes import LTPOptions
 
 
 def _default_backbone() -> str | None:
@@ -78,8 +76,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train finetune`` and ``train ltp``; each parser sets ``func`` (args -> exit code)."""
-    train = sub.add_parser("train", help="train on CPU: fine-tune a classifier, then LTP soft and hard pruning")
+    """Add ``train finetune``, ``train ltp`` and the method trainers; each parser sets ``func`` (args -> exit code)."""
+    train = sub.add_parser(
+        "train", help="train on CPU: fine-tune a classifier, then prune it with one of the five methods"
+    )
     stages = train.add_subparsers(dest="train_command", required=True)
 
     p = stages.add_parser("finetune", help="fine-tune a sequence classifier (no pruning) -> OUT/model.pt")
@@ -124,6 +124,85 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hard-lr", type=positive_float, default=2e-5, help="hard-phase learning rate")
     p.add_argument("--threshold-lr", type=positive_float, default=2e-4, help="learning rate of the thresholds")
     p.set_defaults(func=_ltp)
+    _register_method_trainers(stages)
+
+
+def _method_parser(stages: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = stages.add_parser(name, help=help_text)
+    p.add_argument(
+        "--from", dest="source", required=True, help="fine-tuned, unpruned model: model.pt or HF classifier folder"
+    )
+    _add_common(p)
+    return p
+
+
+def _epochs(p: argparse.ArgumentParser, default: float, what: str = "passes over the training data") -> None:
+    p.add_argument("--epochs", type=positive_float, default=default, help=f"{what} (default {default:g})")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (overrides --epochs)")
+
+
+def _register_method_trainers(stages: argparse._SubParsersAction) -> None:
+    """``train transkimmer|adapler|trbert|pyramid``: each method's paper recipe on a fine-tuned model."""
+    p = _method_parser(stages, "transkimmer", "Transkimmer: skim predictors (Gumbel-Softmax) + skim loss")
+    _epochs(p, 3.0)
+    p.add_argument(
+        "--harmony",
+        type=non_negative_float,
+        help="skim-loss weight lambda (more skimming when larger; default: the paper's for the data, sst2 0.3, "
+        "imdb/mrpc 0.5, else 0.5)",
+    )
+    p.add_argument("--tau", type=positive_float, default=0.1, help="Gumbel-Softmax temperature (paper: 0.1)")
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="learning rate (default 2e-5)")
+    p.add_argument("--predictor-lr", type=positive_float, help="learning rate of the skim predictors (default: --lr)")
+    p.add_argument(
+        "--init-keep-bias",
+        type=non_negative_float,
+        default=5.0,
+        help="predictors start keeping every token with this logit bias (upstream 5; smaller skims sooner)",
+    )
+    p.set_defaults(func=_transkimmer)
+
+    p = _method_parser(stages, "adapler", "AdapLeR: saliencies, then contribution predictors with soft removal")
+    _epochs(p, 5.0, "adaptive-length passes over the training data (paper: 5)")
+    p.add_argument("--gamma", type=non_negative_float, default=5e-3, help="CP (KL) loss weight (paper: 5e-3)")
+    p.add_argument(
+        "--phi", type=non_negative_float, default=5e-4, help="length loss weight: more removal when larger (5e-4)"
+    )
+    p.add_argument("--beta", type=positive_float, default=0.05, help="kept-zone slope of the soft removal (0..0.1)")
+    p.add_argument("--lambda-start", type=positive_float, default=10.0, help="soft-removal sharpness at the start")
+    p.add_argument("--lambda-end", type=positive_float, default=1e5, help="soft-removal sharpness at the end")
+    p.add_argument("--eta-init", type=positive_float, default=0.25, help="initial eta of every layer (upstream 0.25)")
+    p.add_argument("--eta-lr", type=positive_float, default=1e-3, help="learning rate of eta and theta")
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="learning rate of the model and CPs (2e-5)")
+    p.add_argument("--cp-lr", type=positive_float, help="learning rate of the contribution predictors (default: --lr)")
+    p.set_defaults(func=_adapler)
+
+    p = _method_parser(stages, "trbert", "TR-BERT: policy by REINFORCE (imitation warm-up), then joint with KD")
+    p.add_argument("--length-penalty", type=non_negative_float, default=0.5, help="lambda of the reward: more skipping")
+    p.add_argument("--samples", type=positive_int, default=8, help="action sequences per example (paper: 8)")
+    p.add_argument(
+        "--imitation-ratio", type=non_negative_float, default=0.5, help="share of policy steps with imitation (0.5)"
+    )
+    p.add_argument("--epochs", type=positive_float, default=2.0, help="joint-phase epochs N (policy: ceil((N+1)/2))")
+    p.add_argument("--policy-epochs", type=positive_float, help="policy-phase epochs (default ceil((N+1)/2))")
+    p.add_argument("--policy-steps", type=non_negative_int, help="policy-phase steps (overrides the epochs)")
+    p.add_argument("--joint-steps", type=non_negative_int, help="joint-phase steps (overrides the epochs)")
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="backbone learning rate in the joint phase")
+    p.add_argument("--policy-lr", type=positive_float, default=1e-3, help="learning rate of the policy networks")
+    p.set_defaults(func=_trbert)
+
+    p = _method_parser(stages, "pyramid", "Pyramid-BERT: fine-tuning with k-center selection on the schedule")
+    _epochs(p, 2.0)
+    ratio = p.add_mutually_exclusive_group()
+    ratio.add_argument("--keep-ratio", type=positive_float, help="keep ratio p of the schedule (default: searched)")
+    ratio.add_argument(
+        "--flops-target", type=positive_float, default=0.5, help="relative FLOPs the searched p reaches (0.5)"
+    )
+    p.add_argument("--prune-upto", type=positive_int, default=3, help="layer by which the ratio is reached (3)")
+    p.add_argument("--kcenter-m", default="1", help='tokens per greedy round: an integer or "k-1" (default 1)')
+    p.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean", help="k-center distance")
+    p.add_argument("--lr", type=positive_float, default=2e-5, help="learning rate (default 2e-5)")
+    p.set_defaults(func=_pyramid)
 
 
 def _read_data(args: argparse.Namespace, tokenizer_json: str):
@@ -192,6 +271,9 @@ def _report(outcome, out: Path) -> None:
         )
     if any(outcome.thresholds):
         print("thresholds: " + ", ".join(f"{t:.5f}" for t in outcome.thresholds))
+    for name, value in outcome.learned.items():
+        shown = ", ".join(f"{v:.4g}" for v in value) if isinstance(value, list) else f"{value:.4g}"
+        print(f"{name}: {shown}")
     print(f"wrote {out / 'model.pt'}")
 
 
@@ -236,8 +318,19 @@ def _run_finetune(args: argparse.Namespace, backbone: str) -> int:
     return 0
 
 
+def _common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options every recipe has, from the common flags."""
+    return {
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+        "train_word_embeddings": args.train_word_embeddings,
+        "group_by_length": args.group_by_length,
+    }
+
+
 def _ltp(args: argparse.Namespace) -> int:
-    from pruneport.training.recipes import LTPOptions
+    from pruneport.training.recipes import LTPOptions, train_ltp
 
     options = LTPOptions(
         lam=args.lam,
@@ -251,28 +344,97 @@ def _ltp(args: argparse.Namespace) -> int:
         lr=args.lr,
         hard_lr=args.hard_lr,
         threshold_lr=args.threshold_lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        train_word_embeddings=args.train_word_embeddings,
-        group_by_length=args.group_by_length,
+        **_common_options(args),
     )
+    return _train_from(args, options, train_ltp, args.score_norm_length)
+
+
+def _train_from(args: argparse.Namespace, options: Any, recipe: Callable[..., Any], norm_length: int = 128) -> int:
+    """Check --out, load --from as an unpruned classifier, read the data, run ``recipe`` and report."""
+    from pruneport.training.model_io import load_for_training
+
     _check_out(args, (args.source,))
     with created_folder(args.out):
-        return _run_ltp(args, options)
+        loaded = load_for_training(args.source, None, norm_length, args.trust_pickle, args.seed)
+        _, enc_train, enc_dev = _read_data(args, loaded.tokenizer_json)
+        if enc_train.num_labels > len(loaded.label_names):
+            raise ValueError(
+                f"{args.source} classifies {len(loaded.label_names)} labels but the data has labels up to "
+                f"{enc_train.num_labels - 1}"
+            )
+        outcome = recipe(loaded, enc_train, options, args.out, enc_dev, args.resume, not args.no_progress)
+        _report(outcome, args.out)
+        return 0
 
 
-def _run_ltp(args: argparse.Namespace, options: LTPOptions) -> int:
-    from pruneport.training.model_io import load_for_training
-    from pruneport.training.recipes import train_ltp
+def _transkimmer(args: argparse.Namespace) -> int:
+    from pruneport.training.transkimmer import HARMONY_BY_DATA, TranskimmerOptions, train_transkimmer
 
-    loaded = load_for_training(args.source, None, args.score_norm_length, args.trust_pickle, args.seed)
-    _, enc_train, enc_dev = _read_data(args, loaded.tokenizer_json)
-    if enc_train.num_labels > len(loaded.label_names):
-        raise ValueError(
-            f"{args.source} classifies {len(loaded.label_names)} labels but the data has labels up to "
-            f"{enc_train.num_labels - 1}"
-        )
-    outcome = train_ltp(loaded, enc_train, options, args.out, enc_dev, args.resume, not args.no_progress)
-    _report(outcome, args.out)
-    return 0
+    harmony = args.harmony if args.harmony is not None else HARMONY_BY_DATA.get(str(args.data).lower(), 0.5)
+    options = TranskimmerOptions(
+        harmony=harmony,
+        tau=args.tau,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        predictor_lr=args.predictor_lr,
+        init_keep_bias=args.init_keep_bias,
+        **_common_options(args),
+    )
+    return _train_from(args, options, train_transkimmer)
+
+
+def _adapler(args: argparse.Namespace) -> int:
+    from pruneport.training.adapler import AdapLeROptions, train_adapler
+
+    options = AdapLeROptions(
+        gamma=args.gamma,
+        phi=args.phi,
+        beta=args.beta,
+        lambda_start=args.lambda_start,
+        lambda_end=args.lambda_end,
+        eta_init=args.eta_init,
+        eta_lr=args.eta_lr,
+        cp_lr=args.cp_lr,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        **_common_options(args),
+    )
+    return _train_from(args, options, train_adapler)
+
+
+def _trbert(args: argparse.Namespace) -> int:
+    from pruneport.training.trbert import TRBertOptions, train_trbert
+
+    options = TRBertOptions(
+        length_penalty=args.length_penalty,
+        samples=args.samples,
+        imitation_ratio=args.imitation_ratio,
+        joint_epochs=args.epochs,
+        policy_epochs=args.policy_epochs,
+        policy_steps=args.policy_steps,
+        joint_steps=args.joint_steps,
+        lr=args.lr,
+        policy_lr=args.policy_lr,
+        **_common_options(args),
+    )
+    return _train_from(args, options, train_trbert)
+
+
+def _pyramid(args: argparse.Namespace) -> int:
+    from pruneport.methods.pyramid import parse_m
+    from pruneport.training.pyramid import PyramidOptions, train_pyramid
+
+    options = PyramidOptions(
+        keep_ratio=args.keep_ratio,
+        flops_target=args.flops_target,
+        prune_upto=args.prune_upto,
+        m=parse_m(args.kcenter_m),
+        distance=args.distance,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        **_common_options(args),
+    )
+    return _train_from(args, options, train_pyramid)

@@ -53,12 +53,13 @@ class EncodedData:
 
 @dataclass
 class Batch:
-    """Model inputs [batch, seq] (int64) and labels [batch]."""
+    """Model inputs [batch, seq] (int64), labels [batch] and the examples' positions in the data (``indices``)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor | None
     labels: torch.Tensor
+    indices: tuple[int, ...] = ()
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:
@@ -175,7 +176,7 @@ def collate(data: EncodedData, indices: list[int], pad_token_id: int, with_types
         if types is not None:
             types[row, :n] = torch.tensor(data.type_ids[i], dtype=torch.long)
     labels = torch.tensor([data.labels[i] for i in indices], dtype=torch.long)
-    return Batch(ids, mask, types, labels)
+    return Batch(ids, mask, types, labels, tuple(indices))
 
 
 def eval_batches(data: EncodedData, batch_size: int) -> list[list[int]]:

@@ -12,21 +12,28 @@ written, the recipe's checkpoints are deleted (they hold the optimizer state too
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from pruneport.methods.checkpoint import LoadedModel, save_model_pt
 from pruneport.methods.ltp import DEFAULT_SCORE_NORM_LENGTH
 from pruneport.training.data import Batch, EncodedData
-from pruneport.training.evaluate import EvalResult, evaluate
 from pruneport.training.model_io import with_thresholds
+from pruneport.training.results import (
+    TrainOutcome,
+    checkpoint_path,
+    checkpoints_in,
+    cross_entropy_step,
+    drop_checkpoints,
+    maybe_eval,
+    weight_groups,
+    write_summary,
+)
 from pruneport.training.soft_ltp import SoftLTPModel, mask_regularizer, rising_thresholds, soft_keep_fraction
-from pruneport.training.trainer import ParamGroup, PhaseResult, PhaseSettings, steps_for, train_phase
+from pruneport.training.trainer import ParamGroup, PhaseSettings, steps_for, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -88,82 +95,6 @@ class LTPOptions:
             raise ValueError(f"score_norm_length must be >= 1, got {self.score_norm_length}")
 
 
-@dataclass
-class TrainOutcome:
-    """The trained model (ready to save or export), per-phase results and evaluations."""
-
-    loaded: LoadedModel
-    phases: dict[str, PhaseResult] = field(default_factory=dict)
-    evals: dict[str, EvalResult] = field(default_factory=dict)
-    thresholds: list[float] = field(default_factory=list)
-    initial_thresholds: list[float] = field(default_factory=list)
-
-
-def cross_entropy_step(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of a PrunedSequenceClassifier; shows accuracy and the share of tokens reaching the last layer."""
-    logits, tokens = model(*batch.inputs)[:2]
-    loss = torch.nn.functional.cross_entropy(logits, batch.labels)
-    stats = {
-        "acc": float((logits.argmax(-1) == batch.labels).float().mean()),
-        "kept": float(tokens[:, -1].sum() / tokens[:, 0].sum()),
-    }
-    return loss, stats
-
-
-def _maybe_eval(model, data: EncodedData | None, name: str, outcome: TrainOutcome, batch_size: int) -> None:
-    if data is None:
-        return
-    result = evaluate(model, data, batch_size=max(64, batch_size))
-    outcome.evals[name] = result
-    log.info(
-        "%s: accuracy %.4f, loss %.4f, relative FLOPs %.3f (%d examples)",
-        name,
-        result.accuracy,
-        result.loss,
-        result.relative_flops,
-        result.examples,
-    )
-
-
-CHECKPOINT_PHASES = {"finetune": ("finetune",), "ltp": ("soft", "hard")}
-
-
-def checkpoint_path(out_dir: Path, phase: str) -> Path:
-    """The resumable checkpoint of ``phase`` in ``out_dir``."""
-    return out_dir / f"checkpoint-{phase}.pt"
-
-
-def _drop_checkpoints(out_dir: Path | None, recipe: str) -> None:
-    """Delete the recipe's resume checkpoints once its result is written (a finished run does not resume)."""
-    if out_dir is None:
-        return
-    for phase in CHECKPOINT_PHASES[recipe]:
-        checkpoint_path(out_dir, phase).unlink(missing_ok=True)
-
-
-def _write_summary(out_dir: Path | None, outcome: TrainOutcome, recipe: str, options: Any, data_source: str) -> None:
-    if out_dir is None:
-        return
-    summary = {
-        "recipe": recipe,
-        "options": asdict(options),
-        "data": data_source,
-        "thresholds": outcome.thresholds,
-        "initial_thresholds": outcome.initial_thresholds,
-        "phases": {
-            name: {
-                "steps": r.step,
-                "resumed_from": r.resumed_from,
-                "first_loss": r.losses[0] if r.losses else None,
-                "last_loss": r.losses[-1] if r.losses else None,
-            }
-            for name, r in outcome.phases.items()
-        },
-        "eval": {name: e.to_dict() for name, e in outcome.evals.items()},
-    }
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-
-
 def finetune(
     loaded: LoadedModel,
     train: EncodedData,
@@ -194,7 +125,7 @@ def finetune(
         cross_entropy_step,
         train,
         settings,
-        _weight_groups(model, options.train_word_embeddings),
+        weight_groups(model, options.train_word_embeddings),
         cfg.pad_token_id,
         cfg.uses_token_type_ids,
         checkpoint=checkpoint_path(out_dir, "finetune") if out_dir else None,
@@ -203,26 +134,13 @@ def finetune(
         progress=progress,
     )
     outcome.thresholds = list(loaded.pruning["thresholds"])
-    _maybe_eval(model, eval_data, "finetune", outcome, options.batch_size)
+    maybe_eval(model, eval_data, "finetune", outcome, options.batch_size)
     loaded.notes.append(f"fine-tuned {steps} steps on {train.source}")
     if out_dir is not None:
         save_model_pt(loaded, out_dir / "model.pt")
-    _write_summary(out_dir, outcome, "finetune", options, train.source)
-    _drop_checkpoints(out_dir, "finetune")
+    write_summary(out_dir, outcome, "finetune", options, train.source)
+    drop_checkpoints(out_dir, ("finetune",))
     return outcome
-
-
-def _weight_groups(model: torch.nn.Module, train_word_embeddings: bool, lr: float | None = None) -> list[ParamGroup]:
-    """AdamW groups: no weight decay on biases and LayerNorm weights (the usual BERT recipe). Freezes the
-    word-embedding table unless ``train_word_embeddings``."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if name.endswith("word_embeddings.weight"):
-            p.requires_grad_(train_word_embeddings)
-        if not p.requires_grad or name == "thresholds":
-            continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
-    return [ParamGroup(decay, lr=lr), ParamGroup(no_decay, lr=lr, weight_decay=0.0)]
 
 
 def train_ltp(
@@ -240,9 +158,9 @@ def train_ltp(
     initial = rising_thresholds(options.final_threshold, layers)
     outcome = TrainOutcome(loaded, initial_thresholds=initial)
     torch.manual_seed(options.seed)
-    checkpoint = (lambda phase: checkpoint_path(out_dir, phase)) if out_dir else (lambda phase: None)
+    checkpoint = checkpoints_in(out_dir)
     if eval_data is not None:
-        _maybe_eval(with_thresholds(loaded, initial, options.score_norm_length).model, eval_data, "start", outcome, 64)
+        maybe_eval(with_thresholds(loaded, initial, options.score_norm_length).model, eval_data, "start", outcome, 64)
 
     # Step 1: soft pruning, weights and thresholds.
     soft = SoftLTPModel(loaded.model, initial, options.temperature, options.score_norm_length)
@@ -275,7 +193,7 @@ def train_ltp(
         stats["thr_last"] = model.thresholds[-1].item()
         return ce + options.lam * reg, stats
 
-    groups = _weight_groups(soft, options.train_word_embeddings) + [
+    groups = weight_groups(soft, options.train_word_embeddings) + [
         ParamGroup([soft.thresholds], lr=options.threshold_lr, weight_decay=0.0)
     ]
     outcome.phases["soft"] = train_phase(
@@ -297,7 +215,7 @@ def train_ltp(
     outcome.thresholds = thresholds
     log.info("learned thresholds: %s", ", ".join(f"{t:.5f}" for t in thresholds))
     hard = with_thresholds(loaded, thresholds, options.score_norm_length)
-    _maybe_eval(hard.model, eval_data, "soft", outcome, options.batch_size)
+    maybe_eval(hard.model, eval_data, "soft", outcome, options.batch_size)
 
     # Step 3: fine-tune the weights under hard pruning (the model that is saved and exported).
     hard_steps = options.hard_steps
@@ -319,7 +237,7 @@ def train_ltp(
         cross_entropy_step,
         train,
         hard_settings,
-        _weight_groups(hard.model, options.train_word_embeddings),
+        weight_groups(hard.model, options.train_word_embeddings),
         cfg.pad_token_id,
         cfg.uses_token_type_ids,
         checkpoint=checkpoint("hard"),
@@ -327,13 +245,13 @@ def train_ltp(
         resume=resume,
         progress=progress,
     )
-    _maybe_eval(hard.model, eval_data, "hard", outcome, options.batch_size)
+    maybe_eval(hard.model, eval_data, "hard", outcome, options.batch_size)
     hard.notes.append(
         f"LTP: soft {soft_steps} steps (lambda {options.lam}, T {options.temperature}), hard {hard_steps} steps"
     )
     outcome.loaded = hard
     if out_dir is not None:
         save_model_pt(hard, out_dir / "model.pt")
-    _write_summary(out_dir, outcome, "ltp", options, train.source)
-    _drop_checkpoints(out_dir, "ltp")
+    write_summary(out_dir, outcome, "ltp", options, train.source)
+    drop_checkpoints(out_dir, ("soft", "hard"))
     return outcome
