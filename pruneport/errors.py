@@ -18,3 +18,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     ModelLoadError,
 )
+
+
+def one_line(err: BaseException) -> str:
+    """An engine's error message on one line (OpenVINO's span several, prefixed by source locations)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith("Exception from src/")]
+    return " ".join(kept or lines) or type(err).__name__

@@ -1,6 +1,7 @@
 """The package's import structure: no import circle between modules, and no module importing from a later stage
-(``STAGES``: data flows methods -> export -> runtime -> passes -> calibration -> training -> report, with small
-torch-free foundations below everything). Imports inside functions count too: a lazy import is still a dependency."""
+(``STAGES``: small torch-free foundations and the onnx graph helpers below everything, then data flows methods ->
+export -> runtime -> passes -> calibration -> training -> report). Imports inside functions count too: a lazy import
+is still a dependency."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pruneport"
 # lowest first; a module may import from its own stage and the ones before it
 STAGES: list[tuple[str, ...]] = [
     ("pruneport", "pruneport.errors", "pruneport.progress", "pruneport.validate", "pruneport.flops"),
+    ("pruneport.graph",),
     ("pruneport.methods",),
     ("pruneport.export",),
     ("pruneport.runtime",),
@@ -110,3 +112,20 @@ def test_the_checks_see_what_they_should(graph):
     assert "pruneport.report.bench_systems" in graph["pruneport.report.bench_memory"]  # imported inside main()
     assert "pruneport.export.dynamo" in graph["pruneport.export.split"]
     assert stage_of("pruneport.report.bench") > stage_of("pruneport.calibration.quantize")
+
+
+# Engine set-up that belongs to pruneport.runtime (ort.py, openvino.py) and nowhere else.
+ENGINE_SETUP = ("InferenceSession(", "SessionOptions(", "compile_model(", "opset13.constant(")
+
+
+def test_engines_are_set_up_only_in_the_runtime():
+    outside = [
+        f"{path.relative_to(PACKAGE.parent)}: {call}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.parent.name != "runtime"
+        for call in ENGINE_SETUP
+        if call in path.read_text(encoding="utf-8")
+    ]
+    assert not outside, "engine set-up outside pruneport/runtime (use runtime.ort / runtime.openvino): " + "; ".join(
+        outside
+    )

@@ -229,15 +229,13 @@ def write_thresholds(
         if manifest.model_file.endswith(".xml"):
             import openvino as ov
 
+            from pruneport.runtime.openvino import replace_constants
+
             model = ov.Core().read_model(str(folder / manifest.model_file))
-            constants = {op.get_friendly_name(): op for op in model.get_ops() if op.get_type_name() == "Constant"}
-            for layer, value in values.items():
-                old = constants.get(threshold_name(layer))
-                if old is None:
-                    raise ThresholdError(f"{folder}: no threshold constant {threshold_name(layer)}")
-                new = ov.opset13.constant(np.asarray(value, dtype=np.float32).reshape(tuple(old.get_output_shape(0))))
-                new.set_friendly_name(old.get_friendly_name())
-                old.output(0).replace(new.output(0))
+            try:
+                replace_constants(model, {threshold_name(layer): value for layer, value in values.items()})
+            except KeyError as missing:
+                raise ThresholdError(f"{folder}: no threshold constant {missing.args[0]}") from None
             (tmp / manifest.model_file).parent.mkdir(parents=True, exist_ok=True)
             ov.save_model(model, str(tmp / manifest.model_file), compress_to_fp16=False)
         else:

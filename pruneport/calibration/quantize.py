@@ -33,7 +33,7 @@ the option on, the MatMuls that compute what decides pruning stay FP32: for atte
 K projections and the Q.K^T MatMul of every pruning layer and the score MatMul; for predictor methods every MatMul
 of the predictor MLPs (module path ``pruner.*``). Their inputs, and every reader of a pruning layer's attention
 probabilities other than the P.V MatMul, are rewired to the float tensors, so the score sees no fake-quantized
-value. Roles come from :func:`pruneport.calibration.graph.matmul_table`.
+value. Roles come from :func:`pruneport.graph.roles.matmul_table`.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ import onnx
 
 import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
-from pruneport.calibration.graph import GraphIndex, GraphRoleError, MatMulInfo, matmul_table
 from pruneport.calibration.thresholds import SPECS, ThresholdError, name_thresholds, set_thresholds, threshold_spec
 from pruneport.export.folders import carry_over, check_output, scratch_dir, staged_folder, temp_files_under
 from pruneport.export.manifest import Manifest
+from pruneport.graph.roles import GraphIndex, GraphRoleError, MatMulInfo, matmul_table
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,11 @@ def score_path(model: onnx.ModelProto, table: list[MatMulInfo], manifest: Manife
     ]
     softmaxes = []
     if layers:
-        from pruneport.calibration.graph import _layer_of_scope, module_path
+        from pruneport.graph.roles import layer_of_scope, module_path
 
         for node in model.graph.node:
             if node.op_type == "Softmax":
-                found = _layer_of_scope(module_path(node))
+                found = layer_of_scope(module_path(node))
                 if found and found[0] in layers:
                     softmaxes.append(node.name)
     return ScorePath(names, softmaxes, layers)
@@ -164,7 +164,7 @@ def restore_float_inputs(model: onnx.ModelProto, path: ScorePath, table: list[Ma
 
 
 def _in_pruner(node: onnx.NodeProto) -> bool:
-    from pruneport.calibration.graph import module_path
+    from pruneport.graph.roles import module_path
 
     return module_path(node).startswith("pruner")
 

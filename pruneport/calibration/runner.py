@@ -68,7 +68,8 @@ class FolderRunner:
     # -- ONNX Runtime ------------------------------------------------------------------------------------------
     def _open_onnxruntime(self) -> None:
         import onnx
-        import onnxruntime as ort
+
+        from pruneport.runtime.ort import cpu_session
 
         path = self.folder / self.manifest.model_file
         if not path.exists():
@@ -88,12 +89,7 @@ class FolderRunner:
                 self.threshold_defaults[layer] = float(numpy_helper.to_array(init).reshape(()))
                 if init.name not in graph_inputs:
                     model.graph.input.append(onnx.helper.make_tensor_value_info(init.name, onnx.TensorProto.FLOAT, []))
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(model.SerializeToString(), self.threads, spinning=False)
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     # -- OpenVINO ----------------------------------------------------------------------------------------------
@@ -118,23 +114,15 @@ class FolderRunner:
         self._compile()
 
     def _compile(self) -> None:
-        import openvino as ov
+        from pruneport.runtime.openvino import compile_cpu, replace_constants
 
         key = tuple(sorted(self.thresholds.items()))
         if key not in self._compiled_cache:
-            for layer, value in {**self.threshold_defaults, **self.thresholds}.items():
-                old = self._constants[threshold_name(layer)]
-                dtype = np.asarray(old.get_data()).dtype
-                new = ov.opset13.constant(np.asarray(value, dtype=dtype).reshape(tuple(old.get_output_shape(0))))
-                new.set_friendly_name(old.get_friendly_name())
-                old.output(0).replace(new.output(0))
-                self._constants[threshold_name(layer)] = new
-            config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-            if self.threads:
-                config["INFERENCE_NUM_THREADS"] = self.threads
+            values = {threshold_name(k): v for k, v in {**self.threshold_defaults, **self.thresholds}.items()}
+            self._constants.update(replace_constants(self._model, values))
             if len(self._compiled_cache) > 8:
                 self._compiled_cache.clear()
-            self._compiled_cache[key] = self._core.compile_model(self._model, "CPU", config)
+            self._compiled_cache[key] = compile_cpu(self._model, self.threads)
         self._compiled = self._compiled_cache[key]
         self._request = self._compiled.create_infer_request()
         self._outputs = [o.get_any_name() for o in self._compiled.outputs]

@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from pruneport.calibration.graph import GraphIndex
+from pruneport.graph.roles import GraphIndex
 
 log = logging.getLogger(__name__)
 

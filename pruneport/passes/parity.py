@@ -45,19 +45,16 @@ class _Runner:
 
     def __init__(self, path: Path, engine: str) -> None:
         if engine == "onnxruntime":
-            import onnxruntime as ort
+            from pruneport.runtime.ort import cpu_session
 
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            options.intra_op_num_threads = 2
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = cpu_session(path, threads=2)
             self.inputs = [i.name for i in session.get_inputs()]
             self.outputs = [o.name for o in session.get_outputs()]
             self.run = lambda feeds: session.run(None, feeds)
         elif engine == "openvino":
-            import openvino as ov
+            from pruneport.runtime.openvino import compile_cpu
 
-            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled = compile_cpu(path)
             request = compiled.create_infer_request()
             self.inputs = [i.get_any_name() for i in compiled.inputs]
             self.outputs = [o.get_any_name() for o in compiled.outputs]

@@ -61,6 +61,8 @@ import onnx.inliner
 import onnx_ir as ir
 from onnx import helper, numpy_helper
 
+from pruneport.graph import nodes as value_flow
+
 log = logging.getLogger(__name__)
 
 NAME = "token-prune"
@@ -97,33 +99,6 @@ def _tag(node: onnx.NodeProto) -> str | None:
     return None
 
 
-def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
-    """Names a subgraph (Loop/If/Scan body) reads from enclosing scopes."""
-    local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    reads: set[str] = set()
-    for n in graph.node:
-        reads.update(x for x in _reads(n) if x not in local)
-        local.update(n.output)
-    return reads - local
-
-
-def _reads(node: onnx.NodeProto) -> list[str]:
-    """Every value ``node`` reads: its inputs and what its subgraphs capture from outside."""
-    names = [x for x in node.input if x]
-    for attr in node.attribute:
-        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-            names.extend(sorted(_subgraph_reads(sub)))
-    return list(dict.fromkeys(names))
-
-
-def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:
-    consumers: dict[str, list[int]] = defaultdict(list)
-    for i, n in enumerate(nodes):
-        for name in _reads(n):
-            consumers[name].append(i)
-    return consumers
-
-
 def _assign_points(nodes: list[onnx.NodeProto], bool_values: set[str]) -> dict[int, int]:
     """Node index -> prune point (0-based, in order of the keep anchors); untouched nodes are absent.
 
@@ -131,7 +106,7 @@ def _assign_points(nodes: list[onnx.NodeProto], bool_values: set[str]) -> dict[i
     """
     tags = [_tag(n) for n in nodes]
     producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
-    consumers = _consumers(nodes)
+    consumers = value_flow.consumers(nodes)
     anchors: dict[str, int] = {}  # keep mask: a boolean made outside compaction and read by it -> point
     for i, n in enumerate(nodes):
         if tags[i] == "prune":
@@ -156,8 +131,8 @@ def _assign_points(nodes: list[onnx.NodeProto], bool_values: set[str]) -> dict[i
     for i, n in enumerate(nodes):
         if tags[i] != "prune":
             continue
-        found = [anchors[v] for v in _reads(n) if v in anchors]
-        found += [point[producer[v]] for v in _reads(n) if v in producer and producer[v] in point]
+        found = [anchors[v] for v in value_flow.reads(n) if v in anchors]
+        found += [point[producer[v]] for v in value_flow.reads(n) if v in producer and producer[v] in point]
         if found:
             point[i] = max(found)
     # prune nodes that depend on no anchor: the point of their consumers, when they all agree
@@ -187,14 +162,14 @@ def _between(members: set[int], nodes: list[onnx.NodeProto], consumers: dict[str
 
     down = walk([c for i in members for o in nodes[i].output for c in consumers.get(o, [])],
                 lambda i: [c for o in nodes[i].output for c in consumers.get(o, [])])  # fmt: skip
-    up = walk([producer[x] for i in members for x in _reads(nodes[i]) if x in producer],
-              lambda i: [producer[x] for x in _reads(nodes[i]) if x in producer])  # fmt: skip
+    up = walk([producer[x] for i in members for x in value_flow.reads(nodes[i]) if x in producer],
+              lambda i: [producer[x] for x in value_flow.reads(nodes[i]) if x in producer])  # fmt: skip
     return down & up
 
 
 def _is_convex(members: set[int], nodes: list[onnx.NodeProto]) -> bool:
     """True when no path leaves ``members`` and re-enters it (so one call node can replace them)."""
-    consumers = _consumers(nodes)
+    consumers = value_flow.consumers(nodes)
     outside = set()
     stack = [c for i in members for out in nodes[i].output for c in consumers.get(out, []) if c not in members]
     while stack:
@@ -293,12 +268,12 @@ def fuse(proto: onnx.ModelProto) -> int:
     members_of: dict[int, list[int]] = defaultdict(list)
     for i, p in sorted(points.items()):
         members_of[p].append(i)
-    used_by = {name: set(users) for name, users in _consumers(nodes).items()}
+    used_by = {name: set(users) for name, users in value_flow.consumers(nodes).items()}
     opset = {o.domain: o.version for o in proto.opset_import}
     functions: dict[bytes, onnx.FunctionProto] = {}
     replaced: dict[int, onnx.NodeProto | None] = {}  # node index -> call node (at the point's last index) or None
     fused = 0
-    consumers = _consumers(nodes)
+    consumers = value_flow.consumers(nodes)
     for p, members in sorted(members_of.items()):
         extra = _between(set(members), nodes, consumers)
         if any(i in points for i in extra):
@@ -312,7 +287,7 @@ def fuse(proto: onnx.ModelProto) -> int:
             continue
         produced = [out for n in body for out in n.output if out]
         produced_set = set(produced)
-        inputs = list(dict.fromkeys(x for n in body for x in _reads(n) if x not in produced_set))
+        inputs = list(dict.fromkeys(x for n in body for x in value_flow.reads(n) if x not in produced_set))
         outputs = [v for v in produced if v in graph_outputs or used_by.get(v, set()) - member_set]
         fn_nodes, fn_inputs, fn_outputs = _function_body(body, inputs, outputs)
         rule, threshold = _rule(body, consts)
@@ -364,7 +339,7 @@ def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[on
     while pending:
         rest = []
         for n in pending:
-            if all(x in available for x in _reads(n)):
+            if all(x in available for x in value_flow.reads(n)):
                 ordered.append(n)
                 available.update(n.output)
             else:

@@ -60,6 +60,7 @@ def folder_precision(manifest: Manifest) -> str:
 def folder_system(folder: Path, backend: str, threads: int, name: str | None = None) -> System:
     """A pruneport (or plain baseline) export folder on ``backend``; raises when the backend cannot run it."""
     from pruneport.runtime.session import ModelLoadError
+    from pruneport.runtime.split import SplitSession
 
     manifest = Manifest.read(folder)
     model_file = manifest.model_file
@@ -73,7 +74,7 @@ def folder_system(folder: Path, backend: str, threads: int, name: str | None = N
     quant = manifest.extra.get("quantization")
     if quant:
         notes["quantization"] = quant.get("scheme")
-    if type(session).__name__ == "SplitSession":
+    if isinstance(session, SplitSession):
         notes["split"] = True
     return System(
         model=name or folder.name,

@@ -1,7 +1,7 @@
 """BOPs (bit operations) per example: MACs of every MatMul/Gemm actually in the graph x weight bits x activation bits.
 
 MACs come from ``tokens_per_layer`` (never from the padded length) and each MatMul's role
-(:func:`pruneport.calibration.graph.matmul_table`), with the same token-count rules as :mod:`pruneport.flops`:
+(:func:`pruneport.graph.roles.matmul_table`), with the same token-count rules as :mod:`pruneport.flops`:
 
 | role | MACs per example (n = tokens entering the layer's attention, m = tokens entering its FFN, D = hidden) |
 | --- | --- |
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pruneport.calibration.graph import MatMulInfo
+from pruneport.graph.roles import MatMulInfo
 
 FLOAT_BITS = {1: 32, 10: 16, 16: 16, 11: 64}  # onnx TensorProto FLOAT, FLOAT16, BFLOAT16, DOUBLE
 INT_BITS = {2: 8, 3: 8, 4: 16, 5: 16, 21: 4, 22: 4}  # UINT8, INT8, UINT16, INT16, UINT4, INT4
@@ -95,7 +95,7 @@ def baseline_bops(entries: Sequence[MatMulBits], lengths: np.ndarray, hidden: in
 
 def onnx_bits(model, table: Sequence[MatMulInfo]) -> list[MatMulBits]:
     """Bit widths of the table's MatMuls in an ONNX graph (FP32, QDQ or dynamic-quantized)."""
-    from pruneport.calibration.graph import GraphIndex
+    from pruneport.graph.roles import GraphIndex
 
     index = GraphIndex(model)
     nodes = {n.name: n for n in model.graph.node}
@@ -178,8 +178,8 @@ def openvino_bits(model, table: Sequence[MatMulInfo]) -> list[MatMulBits]:
 
 def folder_bits(folder: str | Path) -> list[MatMulBits]:
     """Role table and bit widths of an export folder (FP32/QDQ ONNX, or OpenVINO IR with a role table)."""
-    from pruneport.calibration.graph import matmul_table
     from pruneport.export.manifest import Manifest
+    from pruneport.graph.roles import matmul_table
 
     folder = Path(folder)
     manifest = Manifest.read(folder)

@@ -170,7 +170,7 @@ class GraphIndex:
         return None
 
 
-def _layer_of_scope(path: str) -> tuple[int, str] | None:
+def layer_of_scope(path: str) -> tuple[int, str] | None:
     m = _LAYER.match(path)
     return (int(m.group(1)), m.group(2)) if m else None
 
@@ -185,7 +185,7 @@ def matmul_table(model: onnx.ModelProto) -> list[MatMulInfo]:
     softmax_layer: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type == "Softmax":
-            found = _layer_of_scope(module_path(node))
+            found = layer_of_scope(module_path(node))
             if found:
                 softmax_layer[node.name] = found[0]
     seen_scopes = False
@@ -196,7 +196,7 @@ def matmul_table(model: onnx.ModelProto) -> list[MatMulInfo]:
         seen_scopes = seen_scopes or bool(name_scopes(node))
         shape = index.weight_shape(node)
         k, n = shape if shape else (0, 0)
-        found = _layer_of_scope(path)
+        found = layer_of_scope(path)
         if found:
             layer, rest = found
             if rest.endswith("attention.self.query"):
