@@ -37,3 +37,25 @@ def consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[int]]:
         for name in reads(n):
             found[name].append(i)
     return found
+
+
+def topological_order(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """``nodes`` in an order where every node comes after what it reads (graph inputs and initializers are there
+    from the start); stable where possible: a node keeps its place unless something it reads comes later.
+
+    Raises ValueError on a cycle (a rewrite that made one has a bug).
+    """
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(nodes), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(x in available for x in reads(n)):
+                ordered.append(n)
+                available.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ValueError("the rewritten graph has a cycle; this is a bug in the pass that rewrote it")
+        pending = rest
+    return ordered

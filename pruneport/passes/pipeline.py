@@ -81,6 +81,7 @@ def optimize_folder(
     check_output(out, [source], overwrite)
     with staged_folder(out) as tmp:
         runs = optimize_file(model_path, tmp / MODEL_FILE, specs)
+        lowers_precision = any(getattr(spec.module, "PRECISION", None) for spec in specs)
         entry = {"step": "optimize", "target": target, "passes": [[r.name, r.count] for r in runs]}
         entry["pruneport"] = pruneport.__version__
         if verify:
@@ -92,8 +93,12 @@ def optimize_folder(
                 pad_id=int(manifest.pad_token_id),
                 max_length=min(manifest.max_length, PARITY_MAX_LENGTH),
                 atol=atol,
+                exact_ints=not lowers_precision,
             )
             entry["parity"] = {"inputs": result.inputs, "max_abs_diff": result.max_abs_diff, "atol": atol}
+            if lowers_precision:  # decisions may move with the precision: reported, not required
+                entry["parity"]["tokens_per_layer_rows_equal"] = result.rows_equal
+                log.info("tokens_per_layer equal to the source's in %d of %d rows", result.rows_equal, result.inputs)
         # artefacts derived from the source graph (split stages, OpenVINO IR) do not describe the optimized one
         dropped = manifest.drop_derived(DERIVED_ARTEFACTS)
         carry_over(source, tmp, manifest, model=False)  # the tokenizer
@@ -101,6 +106,8 @@ def optimize_folder(
             entry["dropped"] = dropped
             log.warning("not carried over (derived from the unoptimized graph; re-create them): %s", dropped)
         manifest.model_file = MODEL_FILE
+        for spec in specs:  # a pass that changes the graph's precision (fp16) says so in the manifest
+            manifest.precision = getattr(spec.module, "PRECISION", manifest.precision)
         manifest.opset = max(manifest.opset, _default_opset(tmp / MODEL_FILE))
         manifest.history = [*manifest.history, entry]
         manifest.write(tmp)

@@ -22,6 +22,7 @@ _MODULES: dict[str, str] = {
     "ort-fusions": "pruneport.passes.ort_fusions",
     "token-prune": "pruneport.passes.token_prune",
     "expand-token-prune": "pruneport.passes.token_prune:expand_pass",  # module:object with NAME, SUMMARY, apply
+    "fp16": "pruneport.passes.fp16",
 }
 
 TARGETS = ("onnxruntime", "openvino")

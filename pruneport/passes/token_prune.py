@@ -319,7 +319,7 @@ def fuse(proto: onnx.ModelProto) -> int:
         return 0
     new_nodes = [replaced.get(i, n) for i, n in enumerate(nodes) if replaced.get(i, n) is not None]
     del graph.node[:]
-    graph.node.extend(_topological(new_nodes, graph))
+    graph.node.extend(value_flow.topological_order(new_nodes, graph))
     proto.functions.extend(functions.values())
     if DOMAIN not in opset:
         proto.opset_import.append(helper.make_opsetid(DOMAIN, 1))
@@ -329,25 +329,6 @@ def fuse(proto: onnx.ModelProto) -> int:
 
 def _small(tensor: onnx.TensorProto) -> bool:
     return int(np.prod(tensor.dims)) <= 16 and not tensor.external_data
-
-
-def _topological(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """Topological order, stable where possible (a call node sits at its last member; a reader placed between its
-    members moves after it)."""
-    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(nodes), []
-    while pending:
-        rest = []
-        for n in pending:
-            if all(x in available for x in value_flow.reads(n)):
-                ordered.append(n)
-                available.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            raise ValueError("token-prune produced a graph with a cycle; this is a bug")
-        pending = rest
-    return ordered
 
 
 def expand(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -366,7 +347,23 @@ def expand(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return expanded, calls
 
 
-def _replace(model: ir.Model, proto: onnx.ModelProto) -> None:
+def prune_point_nodes(proto: onnx.ModelProto) -> set[int]:
+    """Indices (in ``proto.graph.node``) of every node of every prune point: keep rule, compaction and the untagged
+    nodes between them (what :func:`fuse` would put in the ``TokenPrune`` bodies, fusable or not)."""
+    nodes = list(proto.graph.node)
+    bool_values = {v.name for v in proto.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.BOOL}
+    points = _assign_points(nodes, bool_values)
+    members_of: dict[int, set[int]] = defaultdict(set)
+    for i, p in points.items():
+        members_of[p].add(i)
+    consumers = value_flow.consumers(nodes)
+    found: set[int] = set()
+    for members in members_of.values():
+        found |= members | _between(members, nodes, consumers)
+    return found
+
+
+def replace_model(model: ir.Model, proto: onnx.ModelProto) -> None:
     """Make ``model`` hold ``proto``'s content (passes rewrite their argument in place)."""
     new = ir.serde.deserialize_model(proto)
     model.graph = new.graph
@@ -380,7 +377,7 @@ def apply(model: ir.Model) -> int:
     proto = ir.serde.serialize_model(model)
     count = fuse(proto)
     if count:
-        _replace(model, proto)
+        replace_model(model, proto)
     return count
 
 
@@ -394,7 +391,7 @@ class _Expand:
     def apply(model: ir.Model) -> int:
         proto, count = expand(ir.serde.serialize_model(model))
         if count:
-            _replace(model, proto)
+            replace_model(model, proto)
         return count
 
 
