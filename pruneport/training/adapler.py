@@ -39,20 +39,21 @@ import torch
 from torch import nn
 
 from pruneport.methods.adapler import AdapLeRParams, AdapLeRPruner
-from pruneport.methods.checkpoint import LoadedModel, save_model_pt
+from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 from pruneport.training.data import Batch, EncodedData, collate, eval_batches
 from pruneport.training.method_model import method_model
 from pruneport.training.results import (
+    TrainingOptions,
     TrainOutcome,
     checkpoint_path,
-    checkpoints_in,
-    drop_checkpoints,
+    finish,
     maybe_eval,
+    phase_steps,
+    run_phase,
     weight_groups,
-    write_summary,
 )
-from pruneport.training.trainer import ParamGroup, PhaseSettings, steps_for, train_phase
+from pruneport.training.trainer import ParamGroup
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ THETA_MIN = 1e-3
 
 
 @dataclass
-class AdapLeROptions:
+class AdapLeROptions(TrainingOptions):
     """gamma: weight of the CP loss; phi: weight of the length loss (more removal when larger); paper Table 4
     (SST-2, IMDB): gamma 5e-3, phi 5e-4. beta: slope of the kept zone of eq. 4 (0 < beta < 0.1). lambda_start /
     lambda_end: the soft-removal sharpness at the first and last step. eta_lr: learning rate of eta and theta (their
@@ -82,13 +83,8 @@ class AdapLeROptions:
     epochs: float = 5.0
     steps: int | None = None
     lr: float = 2e-5
-    batch_size: int = 32
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.1
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
+    warmup_ratio: float = 0.06  # paper Appendix D (the base class's 0.1)
+    weight_decay: float = 0.1  # paper Appendix D (the base class's 0.01)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.beta < 0.1:
@@ -319,22 +315,10 @@ def train_adapler(
     outcome.loaded = loaded
     maybe_eval(loaded.model, eval_data, "start", outcome, options.batch_size)
     torch.manual_seed(options.seed)
-    steps = options.steps if options.steps is not None else steps_for(options.epochs, len(train), options.batch_size)
+    steps = phase_steps(options, options.steps, options.epochs, len(train))
     model = AdaptiveLengthModel(loaded.model, options, steps)
-    settings = PhaseSettings(
-        "adaptive",
-        steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-        extra={
-            k: getattr(options, k)
-            for k in ("gamma", "phi", "beta", "lambda_start", "lambda_end", "eta_init", "theta_init", "eta_lr", "cp_lr")
-        },
-    )
+    knobs = ("gamma", "phi", "beta", "lambda_start", "lambda_end", "eta_init", "theta_init", "eta_lr", "cp_lr")
+    extra = {k: getattr(options, k) for k in knobs}
 
     def step(m: AdaptiveLengthModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         out = m(*batch.inputs)
@@ -346,24 +330,14 @@ def train_adapler(
         stats = {"ce": ce.item(), "cp": cp.item(), "kept": kept, "eta_mean": float(m.eta.detach().mean())}
         return ce + options.gamma * cp + options.phi * length, stats
 
-    cfg = loaded.model.config
     groups = weight_groups(model, options.train_word_embeddings, exclude=("eta", "theta", "base.pruner."))
     groups.append(ParamGroup(list(loaded.model.pruner.parameters()), lr=options.cp_lr))
     groups.append(ParamGroup([model.eta, model.theta], lr=options.eta_lr, weight_decay=0.0))
-    outcome.phases["adaptive"] = train_phase(
-        model,
-        step,
-        train,
-        settings,
-        groups,
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoints_in(out_dir)("adaptive"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        after_step=lambda m: m.clamp(),
-        progress=progress,
-    )
+    config = loaded.model.config
+    outcome.phases["adaptive"] = run_phase(
+        "adaptive", model, step, train, options, steps, options.lr, groups, config, out_dir, resume, progress,
+        extra=extra, after_step=lambda m: m.clamp(),
+    )  # fmt: skip
     eta = [float(v) for v in model.eta.detach()]
     params = AdapLeRParams(tuple(eta))
     trained = method_model(loaded, "adapler", params.to_dict(), options.seed)
@@ -376,8 +350,4 @@ def train_adapler(
         f"AdapLeR: saliencies of the final fine-tuned model, {steps} adaptive-length steps (gamma {options.gamma}, "
         f"phi {options.phi})"
     )
-    if out_dir is not None:
-        save_model_pt(trained, out_dir / "model.pt")
-    write_summary(out_dir, outcome, "adapler", options, train.source)
-    drop_checkpoints(out_dir, PHASES)
-    return outcome
+    return finish(outcome, out_dir, "adapler", options, train, PHASES)

@@ -21,20 +21,20 @@ import numpy as np
 import torch
 
 from pruneport.flops import relative_flops
-from pruneport.methods.checkpoint import LoadedModel, save_model_pt
+from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.pyramid import DISTANCES, PyramidParams
 from pruneport.training.data import EncodedData
 from pruneport.training.method_model import method_model
 from pruneport.training.results import (
+    TrainingOptions,
     TrainOutcome,
-    checkpoints_in,
     cross_entropy_step,
-    drop_checkpoints,
+    finish,
     maybe_eval,
+    phase_steps,
+    run_phase,
     weight_groups,
-    write_summary,
 )
-from pruneport.training.trainer import PhaseSettings, steps_for, train_phase
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ PHASES = ("pyramid",)
 
 
 @dataclass
-class PyramidOptions:
+class PyramidOptions(TrainingOptions):
     """keep_ratio: p of eq. 5 (None: searched for ``flops_target``); flops_target: relative FLOPs to reach (0.5 =
     2x fewer); prune_upto, m, distance: the schedule (paper: the ratio reached by layer ``prune_upto``; m = 1 is the
     exact greedy of Algorithm 1)."""
@@ -55,13 +55,6 @@ class PyramidOptions:
     epochs: float = 2.0
     steps: int | None = None
     lr: float = 2e-5
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.flops_target <= 1.0:
@@ -130,36 +123,14 @@ def train_pyramid(
     maybe_eval(finetuned.model, eval_data, "finetuned", outcome, options.batch_size)
     maybe_eval(loaded.model, eval_data, "start", outcome, options.batch_size)
     torch.manual_seed(options.seed)
-    steps = options.steps if options.steps is not None else steps_for(options.epochs, len(train), options.batch_size)
-    settings = PhaseSettings(
-        "pyramid",
-        steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-        extra={"schedule": params.to_dict()},
-    )
-    cfg = loaded.model.config
-    outcome.phases["pyramid"] = train_phase(
-        loaded.model,
-        cross_entropy_step,
-        train,
-        settings,
-        weight_groups(loaded.model, options.train_word_embeddings),
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoints_in(out_dir)("pyramid"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
-    )
-    maybe_eval(loaded.model, eval_data, "pyramid", outcome, options.batch_size)
+    steps = phase_steps(options, options.steps, options.epochs, len(train))
+    model = loaded.model
+    groups = weight_groups(model, options.train_word_embeddings)
+    extra = {"schedule": params.to_dict()}
+    outcome.phases["pyramid"] = run_phase(
+        "pyramid", model, cross_entropy_step, train, options, steps, options.lr, groups, model.config, out_dir, resume,
+        progress, extra=extra,
+    )  # fmt: skip
+    maybe_eval(model, eval_data, "pyramid", outcome, options.batch_size)
     loaded.notes.append(f"Pyramid-BERT: {steps} steps with the schedule {params.to_dict()}")
-    if out_dir is not None:
-        save_model_pt(loaded, out_dir / "model.pt")
-    write_summary(out_dir, outcome, "pyramid", options, train.source)
-    drop_checkpoints(out_dir, PHASES)
-    return outcome
+    return finish(outcome, out_dir, "pyramid", options, train, PHASES)

@@ -23,39 +23,33 @@ from pruneport.methods.ltp import DEFAULT_SCORE_NORM_LENGTH
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.model_io import with_thresholds
 from pruneport.training.results import (
+    TrainingOptions,
     TrainOutcome,
-    checkpoint_path,
-    checkpoints_in,
     cross_entropy_step,
     drop_checkpoints,
     maybe_eval,
+    phase_steps,
+    run_phase,
     weight_groups,
     write_summary,
 )
 from pruneport.training.soft_ltp import SoftLTPModel, mask_regularizer, rising_thresholds, soft_keep_fraction
-from pruneport.training.trainer import ParamGroup, PhaseSettings, steps_for, train_phase
+from pruneport.training.trainer import ParamGroup
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class FinetuneOptions:
+class FinetuneOptions(TrainingOptions):
     """Plain fine-tuning. ``steps`` overrides ``epochs`` when given."""
 
     epochs: float = 2.0
     steps: int | None = None
-    batch_size: int = 32
     lr: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
 
 
 @dataclass
-class LTPOptions:
+class LTPOptions(TrainingOptions):
     """LTP soft then hard pruning (paper Table A.1 ranges: T in {1,2,5,10,20}e-4, lambda 0.001-0.2, final 0.01).
 
     lam: weight of the mask regulariser (more pruning when larger); temperature: the sigmoid's T;
@@ -76,13 +70,6 @@ class LTPOptions:
     lr: float = 2e-5
     hard_lr: float = 2e-5
     threshold_lr: float = 2e-4
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -107,31 +94,12 @@ def finetune(
     """Fine-tune ``loaded`` (an unpruned LTP classifier) with cross-entropy; writes ``out_dir/model.pt``."""
     model = loaded.model
     cfg = model.config
-    steps = options.steps if options.steps is not None else steps_for(options.epochs, len(train), options.batch_size)
-    settings = PhaseSettings(
-        "finetune",
-        steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-    )
+    steps = phase_steps(options, options.steps, options.epochs, len(train))
     torch.manual_seed(options.seed)
     outcome = TrainOutcome(loaded)
-    outcome.phases["finetune"] = train_phase(
-        model,
-        cross_entropy_step,
-        train,
-        settings,
-        weight_groups(model, options.train_word_embeddings),
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoint_path(out_dir, "finetune") if out_dir else None,
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
+    groups = weight_groups(model, options.train_word_embeddings)
+    outcome.phases["finetune"] = run_phase(
+        "finetune", model, cross_entropy_step, train, options, steps, options.lr, groups, cfg, out_dir, resume, progress
     )
     outcome.thresholds = list(loaded.pruning["thresholds"])
     maybe_eval(model, eval_data, "finetune", outcome, options.batch_size)
@@ -158,32 +126,14 @@ def train_ltp(
     initial = rising_thresholds(options.final_threshold, layers)
     outcome = TrainOutcome(loaded, initial_thresholds=initial)
     torch.manual_seed(options.seed)
-    checkpoint = checkpoints_in(out_dir)
     if eval_data is not None:
         maybe_eval(with_thresholds(loaded, initial, options.score_norm_length).model, eval_data, "start", outcome, 64)
 
     # Step 1: soft pruning, weights and thresholds.
     soft = SoftLTPModel(loaded.model, initial, options.temperature, options.score_norm_length)
-    soft_steps = options.soft_steps
-    if soft_steps is None:
-        soft_steps = steps_for(options.soft_epochs, len(train), options.batch_size)
-    soft_settings = PhaseSettings(
-        "soft",
-        soft_steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-        extra={
-            "lam": options.lam,
-            "temperature": options.temperature,
-            "threshold_lr": options.threshold_lr,
-            "final_threshold": options.final_threshold,
-            "score_norm_length": options.score_norm_length,
-        },
-    )
+    soft_steps = phase_steps(options, options.soft_steps, options.soft_epochs, len(train))
+    knobs = ("lam", "temperature", "threshold_lr", "final_threshold", "score_norm_length")
+    soft_extra = {k: getattr(options, k) for k in knobs}
 
     def soft_step(model: SoftLTPModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(*batch.inputs)
@@ -196,20 +146,10 @@ def train_ltp(
     groups = weight_groups(soft, options.train_word_embeddings) + [
         ParamGroup([soft.thresholds], lr=options.threshold_lr, weight_decay=0.0)
     ]
-    outcome.phases["soft"] = train_phase(
-        soft,
-        soft_step,
-        train,
-        soft_settings,
-        groups,
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoint("soft"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        after_step=lambda m: m.clamp_thresholds(),
-        progress=progress,
-    )
+    outcome.phases["soft"] = run_phase(
+        "soft", soft, soft_step, train, options, soft_steps, options.lr, groups, cfg, out_dir, resume, progress,
+        extra=soft_extra, after_step=lambda m: m.clamp_thresholds(),
+    )  # fmt: skip
     # Step 2: fix and binarize the thresholds: the hard-pruning model with the learned effective thresholds.
     thresholds = soft.effective_thresholds()
     outcome.thresholds = thresholds
@@ -218,33 +158,13 @@ def train_ltp(
     maybe_eval(hard.model, eval_data, "soft", outcome, options.batch_size)
 
     # Step 3: fine-tune the weights under hard pruning (the model that is saved and exported).
-    hard_steps = options.hard_steps
-    if hard_steps is None:
-        hard_steps = steps_for(options.hard_epochs, len(train), options.batch_size)
-    hard_settings = PhaseSettings(
-        "hard",
-        hard_steps,
-        options.batch_size,
-        options.hard_lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed + 1,
-        group_by_length=options.group_by_length,
-        extra={"thresholds": thresholds, "score_norm_length": options.score_norm_length},
-    )
-    outcome.phases["hard"] = train_phase(
-        hard.model,
-        cross_entropy_step,
-        train,
-        hard_settings,
-        weight_groups(hard.model, options.train_word_embeddings),
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoint("hard"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
-    )
+    hard_steps = phase_steps(options, options.hard_steps, options.hard_epochs, len(train))
+    hard_extra = {"thresholds": thresholds, "score_norm_length": options.score_norm_length}
+    groups = weight_groups(hard.model, options.train_word_embeddings)
+    outcome.phases["hard"] = run_phase(
+        "hard", hard.model, cross_entropy_step, train, options, hard_steps, options.hard_lr, groups, cfg, out_dir,
+        resume, progress, seed=options.seed + 1, extra=hard_extra,
+    )  # fmt: skip
     maybe_eval(hard.model, eval_data, "hard", outcome, options.batch_size)
     hard.notes.append(
         f"LTP: soft {soft_steps} steps (lambda {options.lam}, T {options.temperature}), hard {hard_steps} steps"

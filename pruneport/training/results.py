@@ -16,12 +16,92 @@ from typing import Any
 
 import torch
 
-from pruneport.methods.checkpoint import LoadedModel
+from pruneport.methods.checkpoint import LoadedModel, save_model_pt
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.evaluate import EvalResult, evaluate
-from pruneport.training.trainer import ParamGroup, PhaseResult
+from pruneport.training.trainer import ParamGroup, PhaseResult, PhaseSettings, StepFn, steps_for, train_phase
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingOptions:
+    """What every recipe's options have: batches, schedule shape, seed, checkpoints, the frozen word embeddings
+    (training them costs about as much as the rest of a MiniLM step on CPU, for little accuracy) and length
+    grouping. Each recipe's options extend these (and may change their defaults)."""
+
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 500
+    train_word_embeddings: bool = False
+    group_by_length: bool = False
+
+
+def phase_steps(options: TrainingOptions, steps: int | None, epochs: float, examples: int) -> int:
+    """``steps`` when given, else the steps of ``epochs`` passes over ``examples``."""
+    return steps if steps is not None else steps_for(epochs, examples, options.batch_size)
+
+
+def run_phase(
+    name: str,
+    model: torch.nn.Module,
+    step_fn: StepFn,
+    train: EncodedData,
+    options: TrainingOptions,
+    steps: int,
+    lr: float,
+    groups: list[ParamGroup],
+    config,
+    out_dir: Path | None,
+    resume: bool,
+    progress: bool,
+    *,
+    seed: int | None = None,
+    weight_decay: float | None = None,
+    extra: dict[str, Any] | None = None,
+    after_step=None,
+) -> PhaseResult:
+    """One resumable phase (checkpoint ``OUT/checkpoint-<name>.pt``) with the recipe's common options.
+
+    config: the backbone config (padding id, token types); seed / weight_decay default to the options'."""
+    settings = PhaseSettings(
+        name,
+        steps,
+        options.batch_size,
+        lr,
+        options.warmup_ratio,
+        options.weight_decay if weight_decay is None else weight_decay,
+        seed=options.seed if seed is None else seed,
+        group_by_length=options.group_by_length,
+        extra=extra or {},
+    )
+    return train_phase(
+        model,
+        step_fn,
+        train,
+        settings,
+        groups,
+        config.pad_token_id,
+        config.uses_token_type_ids,
+        checkpoint=checkpoints_in(out_dir)(name),
+        checkpoint_every=options.checkpoint_every,
+        resume=resume,
+        after_step=after_step,
+        progress=progress,
+    )
+
+
+def finish(
+    outcome: TrainOutcome, out_dir: Path | None, recipe: str, options: Any, train: EncodedData, phases: tuple
+) -> TrainOutcome:
+    """Write ``model.pt`` (``outcome.loaded``) and ``training.json``, then drop the recipe's checkpoints."""
+    if out_dir is not None:
+        save_model_pt(outcome.loaded, out_dir / "model.pt")
+    write_summary(out_dir, outcome, recipe, options, train.source)
+    drop_checkpoints(out_dir, phases)
+    return outcome
 
 
 @dataclass

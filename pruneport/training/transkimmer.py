@@ -26,20 +26,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruneport.methods.checkpoint import LoadedModel, save_model_pt
+from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 from pruneport.methods.transkimmer import TranskimmerParams
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.method_model import TRANSKIMMER_KEEP_BIAS, method_model, transkimmer_init
 from pruneport.training.results import (
+    TrainingOptions,
     TrainOutcome,
-    checkpoints_in,
-    drop_checkpoints,
+    finish,
     maybe_eval,
+    phase_steps,
+    run_phase,
     weight_groups,
-    write_summary,
 )
-from pruneport.training.trainer import ParamGroup, PhaseSettings, steps_for, train_phase
+from pruneport.training.trainer import ParamGroup
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ PHASES = ("skim",)
 
 
 @dataclass
-class TranskimmerOptions:
+class TranskimmerOptions(TrainingOptions):
     """harmony: weight lambda of the skim loss (more skimming when larger; paper Table 2: SST-2 0.3, IMDB 0.5);
     tau: Gumbel-Softmax temperature (paper: 0.1); predictor_lr: learning rate of the skim predictors (None: ``lr``,
     as in the paper, where one optimizer trains everything); init_keep_bias: the predictors' last bias starts at
@@ -64,13 +65,6 @@ class TranskimmerOptions:
     lr: float = 2e-5
     predictor_lr: float | None = None
     init_keep_bias: float = TRANSKIMMER_KEEP_BIAS
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.harmony < 0:
@@ -149,23 +143,8 @@ def train_transkimmer(
     maybe_eval(loaded.model, eval_data, "start", outcome, options.batch_size)
     torch.manual_seed(options.seed)
     model = SkimTrainingModel(loaded.model, options.tau)
-    steps = options.steps if options.steps is not None else steps_for(options.epochs, len(train), options.batch_size)
-    settings = PhaseSettings(
-        "skim",
-        steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-        extra={
-            "harmony": options.harmony,
-            "tau": options.tau,
-            "predictor_lr": options.predictor_lr,
-            "init_keep_bias": options.init_keep_bias,
-        },
-    )
+    steps = phase_steps(options, options.steps, options.epochs, len(train))
+    extra = {k: getattr(options, k) for k in ("harmony", "tau", "predictor_lr", "init_keep_bias")}
 
     def step(m: SkimTrainingModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         out = m(*batch.inputs)
@@ -173,26 +152,12 @@ def train_transkimmer(
         skim = skim_loss(out)
         return ce + options.harmony * skim, {"ce": ce.item(), "kept": skim.item()}
 
-    cfg = loaded.model.config
     groups = weight_groups(model, options.train_word_embeddings, exclude=("base.pruner.",))
     groups.append(ParamGroup(list(loaded.model.pruner.parameters()), lr=options.predictor_lr))
-    outcome.phases["skim"] = train_phase(
-        model,
-        step,
-        train,
-        settings,
-        groups,
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoints_in(out_dir)("skim"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
+    config = loaded.model.config
+    outcome.phases["skim"] = run_phase(
+        "skim", model, step, train, options, steps, options.lr, groups, config, out_dir, resume, progress, extra=extra
     )
     maybe_eval(loaded.model, eval_data, "transkimmer", outcome, options.batch_size)
     loaded.notes.append(f"Transkimmer: {steps} steps, harmony {options.harmony}, tau {options.tau}")
-    if out_dir is not None:
-        save_model_pt(loaded, out_dir / "model.pt")
-    write_summary(out_dir, outcome, "transkimmer", options, train.source)
-    drop_checkpoints(out_dir, PHASES)
-    return outcome
+    return finish(outcome, out_dir, "transkimmer", options, train, PHASES)

@@ -33,21 +33,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruneport.methods.checkpoint import LoadedModel, save_model_pt
+from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.prune_ops import gather_rows
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, compact, keep_cls
 from pruneport.methods.trbert import TRBertParams, TRBertPruner, default_selection_layers
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.method_model import method_model
 from pruneport.training.results import (
+    TrainingOptions,
     TrainOutcome,
     checkpoints_in,
-    drop_checkpoints,
+    finish,
     maybe_eval,
+    phase_steps,
+    run_phase,
     weight_groups,
-    write_summary,
 )
-from pruneport.training.trainer import ParamGroup, PhaseSettings, steps_for, train_phase
+from pruneport.training.trainer import ParamGroup
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ PHASES = ("policy", "joint")
 
 
 @dataclass
-class TRBertOptions:
+class TRBertOptions(TrainingOptions):
     """length_penalty: lambda of eq. 4 (more skipping when larger); samples: action sequences per example (paper:
     8); imitation_ratio: share of the policy steps with the heuristic sequence among the samples (paper: 0.5 for
     text classification); joint_epochs: N of step 3 (step 2 runs ceil((N+1)/2) epochs unless ``policy_epochs``);
@@ -72,13 +74,6 @@ class TRBertOptions:
     lr: float = 2e-5
     policy_lr: float = 1e-3
     kd_temperature: float = 1.0
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 500
-    train_word_embeddings: bool = False
-    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.samples < 2:
@@ -226,14 +221,10 @@ def train_trbert(
     torch.manual_seed(options.seed)
     model = PolicyTrainingModel(loaded.model)
     pruner = loaded.model.pruner
-    checkpoint = checkpoints_in(out_dir)
     ref = reference_layer(cfg.num_hidden_layers, params.selection_layers)
     k = options.samples
 
-    def steps(given: int | None, epochs: float) -> int:
-        return given if given is not None else steps_for(epochs, len(train), options.batch_size)
-
-    policy_steps = steps(options.policy_steps, options.policy_epochs_or_default())
+    policy_steps = phase_steps(options, options.policy_steps, options.policy_epochs_or_default(), len(train))
     imitation_steps = int(options.imitation_ratio * policy_steps)
     extra = {
         "length_penalty": options.length_penalty,
@@ -256,31 +247,11 @@ def train_trbert(
     for name, p in loaded.model.named_parameters():
         p.requires_grad_(name.startswith("pruner."))
     model.backbone_frozen = True
-    policy_settings = PhaseSettings(
-        "policy",
-        policy_steps,
-        options.batch_size,
-        options.policy_lr,
-        options.warmup_ratio,
-        0.0,
-        seed=options.seed,
-        group_by_length=options.group_by_length,
-        extra=extra,
-    )
-    counter["step"] = _resumed_step(checkpoint("policy"), resume)
-    outcome.phases["policy"] = train_phase(
-        model,
-        policy_step,
-        train,
-        policy_settings,
-        [ParamGroup(list(pruner.parameters()))],
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoint("policy"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
-    )
+    counter["step"] = _resumed_step(checkpoints_in(out_dir)("policy"), resume)
+    outcome.phases["policy"] = run_phase(
+        "policy", model, policy_step, train, options, policy_steps, options.policy_lr,
+        [ParamGroup(list(pruner.parameters()))], cfg, out_dir, resume, progress, weight_decay=0.0, extra=extra,
+    )  # fmt: skip
     maybe_eval(loaded.model, eval_data, "policy", outcome, options.batch_size)
 
     # Step 3: everything, the backbone distilled from the intact model, the policy still by REINFORCE.
@@ -298,43 +269,19 @@ def train_trbert(
         kd = nn.functional.kl_div(log_student, target, reduction="batchmean") * temperature**2
         return kd + rl, {"kd": kd.item(), "reward": reward, "selected": share}
 
-    joint_steps = steps(options.joint_steps, options.joint_epochs)
-    joint_settings = PhaseSettings(
-        "joint",
-        joint_steps,
-        options.batch_size,
-        options.lr,
-        options.warmup_ratio,
-        options.weight_decay,
-        seed=options.seed + 1,
-        group_by_length=options.group_by_length,
-        extra=extra,
-    )
+    joint_steps = phase_steps(options, options.joint_steps, options.joint_epochs, len(train))
     groups = weight_groups(model, options.train_word_embeddings, exclude=("base.pruner.",))
     groups.append(ParamGroup(list(pruner.parameters()), lr=options.policy_lr, weight_decay=0.0))
-    outcome.phases["joint"] = train_phase(
-        model,
-        joint_step,
-        train,
-        joint_settings,
-        groups,
-        cfg.pad_token_id,
-        cfg.uses_token_type_ids,
-        checkpoint=checkpoint("joint"),
-        checkpoint_every=options.checkpoint_every,
-        resume=resume,
-        progress=progress,
-    )
+    outcome.phases["joint"] = run_phase(
+        "joint", model, joint_step, train, options, joint_steps, options.lr, groups, cfg, out_dir, resume, progress,
+        seed=options.seed + 1, extra=extra,
+    )  # fmt: skip
     maybe_eval(loaded.model, eval_data, "trbert", outcome, options.batch_size)
     loaded.notes.append(
         f"TR-BERT: policy {policy_steps} steps ({imitation_steps} with imitation), joint {joint_steps} steps, "
         f"length penalty {options.length_penalty}, {k} samples"
     )
-    if out_dir is not None:
-        save_model_pt(loaded, out_dir / "model.pt")
-    write_summary(out_dir, outcome, "trbert", options, train.source)
-    drop_checkpoints(out_dir, PHASES)
-    return outcome
+    return finish(outcome, out_dir, "trbert", options, train, PHASES)
 
 
 def _resumed_step(path: Path | None, resume: bool) -> int:
