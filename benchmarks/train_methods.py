@@ -75,10 +75,14 @@ TASKS: dict[str, dict[str, Any]] = {
         "threads": 2,
         "methods": {
             "ltp": {"lam": 0.5, "soft_epochs": 0.5, "hard_epochs": 0.5, "lr": 5e-5, "hard_lr": 5e-5},
-            "transkimmer": {"harmony": 0.5, "epochs": 1.0, "lr": 5e-5, "predictor_lr": 1e-3, "init_keep_bias": 2.0},
+            # harmony and length penalty below the SST-2 run's results (0.3 / 0.5 there: about 3 points lost at
+            # 2.3x / 2.7x fewer FLOPs), aiming at the 1-point budget; the paper's IMDB harmony is 0.5
+            "transkimmer": {"harmony": 0.3, "epochs": 1.0, "lr": 5e-5, "predictor_lr": 1e-3, "init_keep_bias": 2.0},
             "adapler": {"epochs": 1.0, "lr": 5e-5, "cp_lr": 1e-3, "eta_lr": 1e-2},
-            "trbert": {"length_penalty": 0.5, "samples": 4, "policy_epochs": 0.5, "joint_epochs": 0.25, "lr": 5e-5},
-            "pyramid": {"flops_target": 0.4, "epochs": 1.0, "lr": 5e-5},
+            "trbert": {"length_penalty": 0.3, "samples": 4, "policy_epochs": 0.5, "joint_epochs": 0.25, "lr": 5e-5},
+            # m = 8 (the paper's k-Center-greedy-batch-m): at 512 tokens the exact greedy (m = 1) runs ~250 Loop
+            # iterations per prune point at inference (methods/pyramid.py)
+            "pyramid": {"flops_target": 0.45, "epochs": 1.0, "lr": 5e-5, "m": 8},
         },
     },
 }
