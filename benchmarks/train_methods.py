@@ -91,7 +91,9 @@ TASKS: dict[str, dict[str, Any]] = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--stage", choices=("train", "bench", "all"), default="all")
+    parser.add_argument(
+        "--stage", choices=("train", "bench", "all", "report"), default="all", help="report: rewrite the table only"
+    )
     parser.add_argument("--work", type=Path, help="default /tmp/pruneport_methods_TASK")
     parser.add_argument("--finetuned", type=Path, help="the fine-tuned unpruned model.pt (default: fine-tune here)")
     parser.add_argument("--ltp", type=Path, help="an LTP model.pt trained from --finetuned (default: train LTP here)")
@@ -211,6 +213,7 @@ def train_stage(args: argparse.Namespace, task: dict, settings: dict, results: d
         finetune(loaded, enc, ft, ft_dir, resume=True, progress=progress)
         finetuned = ft_dir / "model.pt"
     results["finetuned"] = str(finetuned)
+    results["overrides"] = settings
     if "unpruned" not in results["models"]:
         results["models"]["unpruned"] = deploy_and_evaluate(finetuned, args.work / "unpruned", dev, task, data)
         save()
@@ -268,7 +271,7 @@ def fmt(value, spec: str) -> str:
 def table(results: dict) -> str:
     base = results["models"].get("unpruned")
     head = (
-        "| method | accuracy FP32 | drop vs unpruned | accuracy INT8 | relative FLOPs | FLOPs reduction | "
+        "| method | accuracy FP32 | points below unpruned | accuracy INT8 | relative FLOPs | FLOPs reduction | "
         "speed-up FP32 (ORT, batch 1) | speed-up INT8 vs unpruned INT8 | mean tokens entering each layer | "
         "2x FLOPs within 1 pt |"
     )
@@ -279,7 +282,7 @@ def table(results: dict) -> str:
         speed = results.get("speed", {}).get(name, {})
         met = "-" if name == "unpruned" else ("yes" if fp32["relative_flops"] <= 0.5 and drop <= 1.0 else "no")
         lines.append(
-            f"| {name} | {fp32['accuracy']:.4f} | {'-' if name == 'unpruned' else fmt(drop, '+.2f') + ' pt'} | "
+            f"| {name} | {fp32['accuracy']:.4f} | {'-' if name == 'unpruned' else fmt(drop, '.2f')} | "
             f"{int8['accuracy']:.4f} | {fp32['relative_flops']:.3f} | {1 / fp32['relative_flops']:.2f}x | "
             f"{fmt(speed.get('fp32'), '.2f')} | {fmt(speed.get('int8'), '.2f')} | {fp32['mean_tokens_per_layer']} | "
             f"{met} |"
@@ -289,6 +292,7 @@ def table(results: dict) -> str:
 
 def write_readme(args: argparse.Namespace, task: dict, results: dict) -> None:
     machine = results["machine"]
+    overrides = results.get("overrides", task["methods"])
     body = [
         SECTION.format(label=task["label"]),
         "",
@@ -305,9 +309,15 @@ def write_readme(args: argparse.Namespace, task: dict, results: dict) -> None:
         "",
         table(results),
         "",
-        "Trainer settings (each trainer's defaults, then these): `"
-        + json.dumps({m: r.get("options", r.get("reused")) for m, r in results["models"].items() if m != "unpruned"})
-        + "`",
+        "Trainer settings: each trainer's defaults, the task's batch size and length grouping, then these (all options "
+        "in results.json): `"
+        + json.dumps({m: overrides.get(m) for m in results["models"] if m != "unpruned"})
+        + "`"
+        + (
+            f"; LTP reused from `{results['models']['ltp']['reused']}`"
+            if "reused" in results["models"].get("ltp", {})
+            else ""
+        ),  # fmt: skip
         "",
         f"Machine: {machine['cpu']}, {machine['logical_cpus']} CPUs, torch {machine['versions'].get('torch')}, "
         f"onnxruntime {machine['versions'].get('onnxruntime')}; wall time {results.get('wall_minutes', '?')} min",
@@ -336,7 +346,8 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     path = args.work / "results.json"
     results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"models": {}}
-    results["machine"] = machine_info(task["threads"])
+    if args.stage != "report" or "machine" not in results:
+        results["machine"] = machine_info(task["threads"])
     started = time.perf_counter() - 60 * float(results.get("wall_minutes", 0))
 
     def save() -> None:
@@ -350,6 +361,8 @@ def main() -> int:
         train_stage(args, task, settings, results, save)
     if args.stage in ("bench", "all"):
         bench_stage(args, task, results, save)
+    if args.stage == "report":
+        save()
     print(table(results))
     return 0
 
