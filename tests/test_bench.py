@@ -223,3 +223,25 @@ def test_a_failed_bench_leaves_no_empty_output_folders(tiny_data, tmp_path, caps
     assert main([*argv, "--work", str(work), "--json", str(results)]) == 2
     assert capsys.readouterr().err.startswith("error:")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt"]
+
+
+def test_gpu_device_without_cuda_skips_every_system_with_the_reason(tiny_ltp_export, tiny_data, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    cfg = BenchConfig(
+        folders=[tiny_ltp_export],
+        data=str(tiny_data),
+        batch_sizes=(2,),
+        backends=("onnxruntime",),
+        repeats=1,
+        warmup=0,
+        threads=1,
+        memory="off",
+        work=tmp_path / "work",
+        device="gpu",
+    )
+    with pytest.raises(BenchError, match="onnxruntime-gpu"):  # nothing opens on a GPU here, and it says why
+        run_bench(cfg)
+    with pytest.raises(BenchError, match="device"):
+        BenchConfig(folders=[tiny_ltp_export], data=str(tiny_data), device="tpu").check()

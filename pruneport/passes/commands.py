@@ -40,11 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _optimize(args: argparse.Namespace) -> int:
     from pruneport.passes.pipeline import optimize_folder
-    from pruneport.passes.registry import DEFAULT_PIPELINES, get_pass, pass_names
+    from pruneport.passes.registry import DEFAULT_PIPELINES, get_pass, pass_names, precision_pass_names
 
     if args.list_passes:
         for name in pass_names():
             print(f"{name}\t{get_pass(name).summary}")
+        for name in precision_pass_names():
+            print(f"{name}\t{get_pass(name).summary} (lowers precision: use --atol)")
         for target, names in DEFAULT_PIPELINES.items():
             print(f"default for {target}: {','.join(names)}")
         return 0

@@ -176,6 +176,8 @@ def apply(model: ir.Model) -> int:
     from pruneport.passes.token_prune import replace_model
 
     proto = ir.serde.serialize_model(model)
+    if len(proto.functions):
+        raise ValueError("fp16 runs on graphs without model-local functions: put it before token-prune")
     if any(
         i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer
     ):  # a second run would convert nothing

@@ -22,6 +22,11 @@ _MODULES: dict[str, str] = {
     "ort-fusions": "pruneport.passes.ort_fusions",
     "token-prune": "pruneport.passes.token_prune",
     "expand-token-prune": "pruneport.passes.token_prune:expand_pass",  # module:object with NAME, SUMMARY, apply
+}
+# Passes that change the graph's precision (their module says which in PRECISION): named with --passes like the others,
+# but they do not keep the outputs to FP32 tolerance, so they are not among pass_names() (the behaviour-preserving
+# passes that tests run one by one and all together); optimize's parity gate reports their decision agreement.
+_PRECISION_MODULES: dict[str, str] = {
     "fp16": "pruneport.passes.fp16",
 }
 
@@ -47,14 +52,21 @@ class PassSpec:
 
 
 def pass_names() -> list[str]:
+    """The passes that keep the model's outputs (to the parity tolerance), in pipeline order."""
     return list(_MODULES)
+
+
+def precision_pass_names() -> list[str]:
+    """The passes that lower the graph's precision (see ``_PRECISION_MODULES``)."""
+    return list(_PRECISION_MODULES)
 
 
 def get_pass(name: str) -> PassSpec:
     """The pass called ``name``; an unknown name raises ValueError listing the known ones."""
-    if name not in _MODULES:
-        raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(_MODULES)}")
-    module_name, _, attr = _MODULES[name].partition(":")
+    modules = {**_MODULES, **_PRECISION_MODULES}
+    if name not in modules:
+        raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(modules)}")
+    module_name, _, attr = modules[name].partition(":")
     module = importlib.import_module(module_name)
     if attr:
         module = getattr(module, attr)

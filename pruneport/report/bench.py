@@ -100,6 +100,7 @@ class BenchConfig:
     repeats: int = 3
     warmup: int = 4
     threads: int = 0
+    device: str = "cpu"  # "gpu": every ONNX Runtime system on the CUDA EP (OpenVINO on its GPU plugin)
     memory: str = "subprocess"
     work: Path = Path("bench_work")
     trust_pickle: bool = False
@@ -115,6 +116,8 @@ class BenchConfig:
     def check(self) -> None:
         if not self.folders and self.baseline_from is None:
             raise BenchError("nothing to benchmark: give export folders and/or --baseline-from MODEL")
+        if self.device not in ("cpu", "gpu"):
+            raise BenchError(f"unknown device {self.device!r}; use cpu or gpu")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise BenchError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
         unknown = [b for b in self.backends if b not in BACKENDS]
@@ -178,14 +181,17 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
         for backend in cfg.folder_backends.get(str(folder), cfg.backends):
             attempt(
                 {"model": name, "backend": backend},
-                lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, n),
+                lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, n, cfg.device),
             )
     if cfg.baseline_from is not None:
         from pruneport.report.bench_baselines import build_baselines
 
         base = build_baselines(cfg.baseline_from, cfg.work, max_length, cfg.baseline_method, cfg.trust_pickle)
         for backend in cfg.baseline_backends:
-            if backend == "pytorch":
+            if backend == "pytorch" and cfg.device != "cpu":
+                reason = "the eager PyTorch baseline runs on CPU only (benchmarks/bench_gpu.py times PyTorch FP16)"
+                skipped.append({"model": "unpruned", "backend": "pytorch", "reason": reason})
+            elif backend == "pytorch":
                 attempt(
                     {"model": "unpruned", "backend": "pytorch"},
                     lambda: eager_system(base.hf, base.plain_onnx, cfg.threads, base.exporter),
@@ -193,7 +199,7 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
             else:
                 attempt(
                     {"model": "unpruned", "backend": backend},
-                    lambda b=backend: folder_system(base.plain_onnx, b, cfg.threads, "unpruned"),
+                    lambda b=backend: folder_system(base.plain_onnx, b, cfg.threads, "unpruned", cfg.device),
                 )
         systems.extend(open_int8_baselines(cfg, base.plain_onnx, attempt))
         if "openvino" in cfg.baseline_backends and cfg.optimum != "off":
@@ -230,7 +236,7 @@ def open_optimum_baselines(
         name = f"{OPTIMUM_METHOD}-{kind}"
         attempt(
             {"model": name, "backend": "openvino"},
-            lambda f=folder, n=name: folder_system(f, "openvino", cfg.threads, n),
+            lambda f=folder, n=name: folder_system(f, "openvino", cfg.threads, n, cfg.device),
             into=opened,
         )
     return opened
@@ -270,7 +276,7 @@ def open_int8_baselines(cfg: BenchConfig, plain_folder: Path, attempt: Callable[
         backend = INT8_BASELINES[name]["backend"]
         attempt(
             {"model": INT8_MODEL_PREFIX + name, "backend": backend},
-            lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, INT8_MODEL_PREFIX + n),
+            lambda f=folder, b=backend, n=name: folder_system(f, b, cfg.threads, INT8_MODEL_PREFIX + n, cfg.device),
             into=opened,
         )
     return opened
@@ -681,6 +687,7 @@ def run_bench(
         "repeats": cfg.repeats,
         "warmup_batches": cfg.warmup,
         "memory": cfg.memory,
+        "device": cfg.device,
         "baseline_from": str(cfg.baseline_from) if cfg.baseline_from else None,
         "baseline_int8": cfg.int8_baselines() if cfg.baseline_from else [],
         "int8_baseline_calibration": {

@@ -80,6 +80,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="intra-op threads for every runtime (default 0: all CPUs)",
     )
     p.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: ONNX Runtime on the CUDA EP (needs onnxruntime-gpu), OpenVINO on its GPU plugin (default cpu)",
+    )
+    p.add_argument(
         "--memory", choices=["subprocess", "off"], default="subprocess", help="peak RSS per system in a fresh process"
     )
     p.add_argument("--work", type=Path, default=Path("bench_work"), help="where baselines are built and cached")
@@ -136,6 +142,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         threads=args.threads,
+        device=args.device,
         memory=args.memory,
         work=args.work,
         trust_pickle=args.trust_pickle,

@@ -81,7 +81,7 @@ def _open(spec: dict[str, Any], threads: int):
 
     if spec["kind"] == "eager":
         return eager_system(Path(spec["folder"]), Path(spec["plain"]), threads, "")
-    return folder_system(Path(spec["folder"]), spec["backend"], threads)
+    return folder_system(Path(spec["folder"]), spec["backend"], threads, device=spec.get("device", "cpu"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,20 +45,21 @@ class System:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def open_runtime_session(folder: Path, manifest: Manifest, backend: str, threads: int):
+def open_runtime_session(folder: Path, manifest: Manifest, backend: str, threads: int, device: str = "cpu"):
     """(session, bucket) of an export folder through pruneport's runtime, ORT spinning off, latency mode."""
     from pruneport.runtime.split import open_export
 
     options: dict[str, Any] = {"threads": threads, "mode": "latency", "spinning": False}
-    return open_export(folder, manifest, backend, "cpu", **options)
+    return open_export(folder, manifest, backend, device, **options)
 
 
 def folder_precision(manifest: Manifest) -> str:
     return str(manifest.precision or "fp32").lower()
 
 
-def folder_system(folder: Path, backend: str, threads: int, name: str | None = None) -> System:
-    """A pruneport (or plain baseline) export folder on ``backend``; raises when the backend cannot run it."""
+def folder_system(folder: Path, backend: str, threads: int, name: str | None = None, device: str = "cpu") -> System:
+    """A pruneport (or plain baseline) export folder on ``backend`` and ``device`` ("cpu" or "gpu": ONNX Runtime's
+    CUDA EP, OpenVINO's GPU plugin); raises when the backend cannot run it there."""
     from pruneport.runtime.session import ModelLoadError
     from pruneport.runtime.split import SplitSession
 
@@ -66,7 +67,7 @@ def folder_system(folder: Path, backend: str, threads: int, name: str | None = N
     model_file = manifest.model_file
     if backend == "onnxruntime" and not model_file.endswith(".onnx"):
         raise ModelLoadError(f"{folder} holds {model_file} (OpenVINO IR), which ONNX Runtime cannot read")
-    session, bucket = open_runtime_session(folder, manifest, backend, threads)
+    session, bucket = open_runtime_session(folder, manifest, backend, threads, device)
     tokenizer = read_tokenizer(folder, manifest)
     notes: dict[str, Any] = {"model_file": model_file}
     if "baseline_exporter" in manifest.extra:
@@ -88,7 +89,7 @@ def folder_system(folder: Path, backend: str, threads: int, name: str | None = N
         max_length=manifest.max_length,
         backbone=dict(manifest.backbone),
         bucket=bucket,
-        spec={"kind": "folder", "folder": str(folder), "backend": backend},
+        spec={"kind": "folder", "folder": str(folder), "backend": backend, "device": device},
         notes=notes,
     )
 

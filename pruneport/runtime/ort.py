@@ -90,6 +90,7 @@ class OrtSession:
         self._output_device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name for ``feeds`` (extra entries are ignored)."""
         if self.io_binding:
             return self._run_bound(feeds)
         values = self._session.run(self.output_names, {k: feeds[k] for k in self.input_names})

@@ -205,6 +205,7 @@ class AdaptiveLengthModel(nn.Module):
         return self.lambda_start * (self.lambda_end / self.lambda_start) ** frac
 
     def clamp(self) -> None:
+        """After each step: eta into [0.01, 1] (upstream's clip), theta >= 0.001."""
         with torch.no_grad():
             self.eta.clamp_(*ETA_RANGE)
             self.theta.clamp_(min=THETA_MIN)
@@ -212,6 +213,8 @@ class AdaptiveLengthModel(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> AdaptiveOutput:
+        """Every layer at full width under the accumulated soft-removal mask; advances the lambda schedule in
+        training mode."""
         base = self.base
         lam = self.current_lambda()
         if self.training:

@@ -100,6 +100,7 @@ class SkimTrainingModel(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> SkimOutput:
+        """Every layer at full width, skimmed tokens masked as keys and carried forward; logits and the masks."""
         base = self.base
         live = attention_mask.bool()
         is_cls = torch.zeros_like(live)

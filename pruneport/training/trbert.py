@@ -84,6 +84,7 @@ class TRBertOptions(TrainingOptions):
             raise ValueError("length_penalty must be >= 0 and kd_temperature > 0")
 
     def policy_epochs_or_default(self) -> float:
+        """Step 2's epochs: ``policy_epochs``, or ceil((N + 1) / 2) of the joint epochs N (paper Appendix)."""
         return self.policy_epochs if self.policy_epochs is not None else math.ceil((self.joint_epochs + 1) / 2)
 
 
@@ -151,6 +152,8 @@ class PolicyTrainingModel(nn.Module):
         return self
 
     def forward(self, batch: Batch, samples: int, heuristic: dict[int, torch.Tensor] | None = None) -> PolicyRollout:
+        """``samples`` copies of ``batch`` through the really-pruned model, actions sampled at each selection point
+        (sample 0 imitates ``heuristic`` when given: layer -> [B, S] importance in original positions)."""
         base, pruner = self.base, self.base.pruner
         layers = pruner.params.selection_layers
         live = batch.attention_mask.bool().repeat(samples, 1)
