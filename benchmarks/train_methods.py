@@ -105,6 +105,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-steps", type=int, help="override the fine-tuning epochs (smoke runs)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", action="store_true", help="train methods an earlier run already measured")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--readme", action="store_true")
     args = parser.parse_args()
@@ -220,6 +221,8 @@ def train_stage(args: argparse.Namespace, task: dict, settings: dict, results: d
     enc = encode(train, load_for_training(finetuned).tokenizer_json, task["max_length"])
     for method in [m for m in args.methods.split(",") if m]:
         out = args.work / method
+        if method in results["models"] and not args.retrain:
+            continue  # measured by an earlier run (--retrain: train and measure it again)
         if method == "ltp" and args.ltp is not None:
             model_pt, trained = args.ltp, {"reused": str(args.ltp)}
         else:
