@@ -106,6 +106,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train methods an earlier run already measured")
+    parser.add_argument(
+        "--calibrate",
+        action="append",
+        default=[],
+        metavar="METHOD=TARGET",
+        help="also a row for METHOD's model with its thresholds scaled (pruneport calibrate) to relative FLOPs TARGET",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--readme", action="store_true")
     args = parser.parse_args()
@@ -161,21 +168,34 @@ def trainer_for(method: str):
 
 def deploy_and_evaluate(model_pt: Path, out: Path, dev, task: dict, calibration_data: str) -> dict:
     """Export (FP32), quantize (ORT dynamic: the CLI default); accuracy and relative FLOPs of both via the runtime."""
-    from pruneport.calibration.batches import tokenized_batches
-    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
     from pruneport.export.onnx_export import write_export_folder
-    from pruneport.flops import relative_flops
     from pruneport.methods import load_checkpoint
-    from pruneport.runtime import load
 
     loaded = load_checkpoint(model_pt)
-    fp32, int8 = out / f"{out.name}_fp32", out / f"{out.name}_int8"  # bench names rows by folder
+    fp32 = out / f"{out.name}_fp32"  # bench names rows by folder
     if not (fp32 / "pruneport.json").exists():
         write_export_folder(loaded, fp32, overwrite=True, max_length=task["export_max_length"])
+    return {
+        "method": loaded.method,
+        "pruning": loaded.pruning,
+        **quantize_and_evaluate(fp32, out, dev, calibration_data),
+    }
+
+
+def quantize_and_evaluate(fp32: Path, out: Path, dev, calibration_data: str) -> dict:
+    """``out/<name>_int8`` quantized from ``fp32`` (ORT dynamic); accuracy and relative FLOPs of both."""
+    from pruneport.calibration.batches import tokenized_batches
+    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
+    from pruneport.export.manifest import Manifest
+    from pruneport.flops import relative_flops
+    from pruneport.runtime import load
+
+    int8 = out / f"{out.name}_int8"
     if not (int8 / "pruneport.json").exists():
         calibration = tokenized_batches(fp32, calibration_data, "train", CALIBRATION_N, batch_size=8, seed=0)
         quantize_folder(fp32, calibration, int8, QuantizeOptions(), overwrite=True)
-    row: dict[str, Any] = {"method": loaded.method, "pruning": loaded.pruning}
+    row: dict[str, Any] = {}
+    backbone = Manifest.read(fp32).backbone
     for name, folder in (("fp32", fp32), ("int8", int8)):
         started = time.perf_counter()
         predictions = load(folder, batch_size=32).predict(dev.texts)
@@ -183,11 +203,29 @@ def deploy_and_evaluate(model_pt: Path, out: Path, dev, task: dict, calibration_
         row[name] = {
             "folder": str(folder),
             "accuracy": float((np.asarray(predictions.label_ids) == np.asarray(dev.labels)).mean()),
-            "relative_flops": relative_flops(loaded.backbone, tokens),
+            "relative_flops": relative_flops(backbone, tokens),
             "mean_tokens_per_layer": [round(float(x), 2) for x in tokens.mean(0)],
             "eval_seconds": round(time.perf_counter() - started, 1),
         }
     return row
+
+
+def calibrated_row(args: argparse.Namespace, results: dict, spec: str, dev, data: str) -> tuple[str, dict]:
+    """``METHOD=TARGET``: the trained METHOD's FP32 export with its thresholds scaled by ``pruneport calibrate`` to
+    relative FLOPs TARGET (256 train examples), quantized and evaluated like the others."""
+    method, _, target = spec.partition("=")
+    name = f"{method}-calibrated"
+    out = args.work / name
+    fp32 = out / f"{name}_fp32"
+    if not (fp32 / "pruneport.json").exists():
+        source = results["models"][method]["fp32"]["folder"]
+        argv = [sys.executable, "-m", "pruneport.cli", "calibrate", source, "--data", data, "--limit", "256"]
+        subprocess.run([*argv, "--target-flops", target, "-o", str(fp32), "--overwrite"], check=True)
+    return name, {
+        "calibrated_from": method,
+        "target_flops": float(target),
+        **quantize_and_evaluate(fp32, out, dev, data),
+    }
 
 
 def train_stage(args: argparse.Namespace, task: dict, settings: dict, results: dict, save) -> None:
@@ -233,6 +271,11 @@ def train_stage(args: argparse.Namespace, task: dict, settings: dict, results: d
             trained = {"options": options.__dict__, "train_minutes": round((time.perf_counter() - started) / 60, 1)}
         results["models"][method] = {**trained, **deploy_and_evaluate(model_pt, out, dev, task, data)}
         save()
+    for spec in args.calibrate:
+        if f"{spec.partition('=')[0]}-calibrated" not in results["models"] or args.retrain:
+            name, row = calibrated_row(args, results, spec, dev, data)
+            results["models"][name] = row
+            save()
 
 
 def bench_stage(args: argparse.Namespace, task: dict, results: dict, save) -> None:
