@@ -92,7 +92,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument(
-        "--stage", choices=("train", "bench", "all", "report"), default="all", help="report: rewrite the table only"
+        "--stage",
+        choices=("train", "bench", "all", "report", "measure"),
+        default="all",
+        help="report: rewrite the table only; measure: evaluate the existing folders of --methods again",
     )
     parser.add_argument("--work", type=Path, help="default /tmp/pruneport_methods_TASK")
     parser.add_argument("--finetuned", type=Path, help="the fine-tuned unpruned model.pt (default: fine-tune here)")
@@ -195,7 +198,8 @@ def quantize_and_evaluate(fp32: Path, out: Path, dev, calibration_data: str) -> 
         calibration = tokenized_batches(fp32, calibration_data, "train", CALIBRATION_N, batch_size=8, seed=0)
         quantize_folder(fp32, calibration, int8, QuantizeOptions(), overwrite=True)
     row: dict[str, Any] = {}
-    backbone = Manifest.read(fp32).backbone
+    manifest = Manifest.read(fp32)
+    lengths = real_lengths(fp32, dev.texts, manifest.max_length)
     for name, folder in (("fp32", fp32), ("int8", int8)):
         started = time.perf_counter()
         predictions = load(folder, batch_size=32).predict(dev.texts)
@@ -203,11 +207,23 @@ def quantize_and_evaluate(fp32: Path, out: Path, dev, calibration_data: str) -> 
         row[name] = {
             "folder": str(folder),
             "accuracy": float((np.asarray(predictions.label_ids) == np.asarray(dev.labels)).mean()),
-            "relative_flops": relative_flops(backbone, tokens),
+            # against the real lengths: AdapLeR and Transkimmer prune before layer 0, so tokens_per_layer[:, 0] is
+            # already short of the unpruned model's cost
+            "relative_flops": relative_flops(manifest.backbone, tokens, lengths),
             "mean_tokens_per_layer": [round(float(x), 2) for x in tokens.mean(0)],
             "eval_seconds": round(time.perf_counter() - started, 1),
         }
     return row
+
+
+def real_lengths(folder: Path, texts: list[str], max_length: int) -> np.ndarray:
+    """Each text's token count as the export's tokenizer makes it (special tokens in), truncated to max_length."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()  # MiniLM's file truncates at 128; the runtime truncates at the export's max_length
+    tokenizer.no_padding()
+    return np.array([min(len(e.ids), max_length) for e in tokenizer.encode_batch(texts)])
 
 
 def calibrated_row(args: argparse.Namespace, results: dict, spec: str, dev, data: str) -> tuple[str, dict]:
@@ -276,6 +292,17 @@ def train_stage(args: argparse.Namespace, task: dict, settings: dict, results: d
             name, row = calibrated_row(args, results, spec, dev, data)
             results["models"][name] = row
             save()
+
+
+def measure_stage(args: argparse.Namespace, task: dict, results: dict, save) -> None:
+    """Evaluate the existing FP32 and INT8 folders of ``--methods`` rows again (accuracy, FLOPs); nothing trained."""
+    from pruneport.training.data import read_labeled
+
+    dev = read_labeled(args.task, task["eval_split"], limit=task["eval_size"], seed=args.seed)
+    for name in [m for m in args.methods.split(",") if m in results["models"]]:
+        fp32 = Path(results["models"][name]["fp32"]["folder"])
+        results["models"][name].update(quantize_and_evaluate(fp32, fp32.parent, dev, args.task))
+        save()
 
 
 def bench_stage(args: argparse.Namespace, task: dict, results: dict, save) -> None:
@@ -409,6 +436,8 @@ def main() -> int:
         bench_stage(args, task, results, save)
     if args.stage == "report":
         save()
+    if args.stage == "measure":
+        measure_stage(args, task, results, save)
     print(table(results))
     return 0
 

@@ -44,5 +44,6 @@ def evaluate(model: torch.nn.Module, data: EncodedData, batch_size: int = 64) ->
             loss_sum += float(torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum"))
             correct += int((logits.argmax(-1) == batch.labels).sum())
             tokens[indices] = tpl.numpy()
-    rel = relative_flops(model.config.to_dict(), tokens)
+    lengths = np.array([len(ids) for ids in data.ids])  # methods that prune before layer 0 (AdapLeR) see fewer
+    rel = relative_flops(model.config.to_dict(), tokens, lengths)
     return EvalResult(correct / n, loss_sum / n, tokens, rel, n)
