@@ -268,3 +268,15 @@ def test_cli_trains_every_method_from_a_finetuned_model(work, tmp_path, capsys):
         assert load_checkpoint(out / "model.pt").method == method
     assert "wrote" in capsys.readouterr().out
     assert main(["train", "pyramid", *common, "--keep-ratio", "0.5", "--flops-target", "0.5", "-o", "x"]) == 2
+
+
+def test_relative_flops_count_from_the_real_length_when_layer_0_already_prunes(work):
+    from pruneport.flops import relative_flops
+    from pruneport.training.evaluate import evaluate
+
+    loaded = method_model(finetuned(work), "adapler", {"eta": [1.0] * LAYERS}, seed=0)  # prunes before layer 0
+    result = evaluate(loaded.model, work["data"])
+    lengths = np.array([len(ids) for ids in work["data"].ids])
+    assert (result.tokens_per_layer[:, 0] < lengths).any()
+    assert result.relative_flops == pytest.approx(relative_flops(loaded.backbone, result.tokens_per_layer, lengths))
+    assert result.relative_flops < relative_flops(loaded.backbone, result.tokens_per_layer)
