@@ -119,19 +119,11 @@ def built_model(args: argparse.Namespace, lengths: list[int]):
 
 
 def random_feeds(rng: np.random.Generator, lengths: list[int], vocab: int, batch: int) -> list[dict[str, np.ndarray]]:
-    """Batches of right-padded random token ids (CLS id 2 first)."""
-    out = []
-    for start in range(0, len(lengths), batch):
-        chunk = lengths[start : start + batch]
-        width = max(chunk)
-        ids = np.zeros((len(chunk), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, n in enumerate(chunk):
-            ids[row, :n] = rng.integers(5, vocab, n)
-            ids[row, 0] = 2
-            mask[row, :n] = 1
-        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-    return out
+    """Batches of right-padded random token ids (CLS id 2 first): the parity checks' feeds, ``batch`` rows each."""
+    from pruneport.passes.parity import random_feeds as one_batch
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    return [one_batch(rng, lengths[i : i + batch], vocab, 0, names) for i in range(0, len(lengths), batch)]
 
 
 def memcpy_nodes(model_path: Path, device: str, work: Path) -> int | None:

@@ -57,25 +57,6 @@ def score_path_nodes(proto: onnx.ModelProto) -> set[str]:
     return keep
 
 
-def _with_subgraph_nodes(proto: onnx.ModelProto, names: set[str]) -> set[str]:
-    """``names`` plus the nodes inside the subgraphs (Loop/If bodies) of those nodes, which the converter would
-    otherwise convert (Pyramid-BERT's k-center ``Loop``); unnamed subgraph nodes are named here."""
-    found = set(names)
-    stack = [n for n in proto.graph.node if n.name in names]
-    counter = 0
-    while stack:
-        node = stack.pop()
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                for inner in sub.node:
-                    if not inner.name:
-                        inner.name = f"fp16_subgraph_{counter}"
-                        counter += 1
-                    found.add(inner.name)
-                    stack.append(inner)
-    return found
-
-
 def _float_values(proto: onnx.ModelProto) -> set[str]:
     """Names of the FP32 tensors of the main graph (inputs, initializers, typed intermediate values)."""
     typed = [*proto.graph.input, *proto.graph.value_info, *proto.graph.output]
@@ -159,7 +140,7 @@ def convert(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     unnamed = [n for n in proto.graph.node if not n.name]
     for i, node in enumerate(unnamed):
         node.name = f"fp16_unnamed_{i}"
-    blocked = _with_subgraph_nodes(proto, score_path_nodes(proto))
+    blocked = score_path_nodes(proto)  # Loop/If bodies of blocked nodes are hidden from the converter below
     floats = _float_values(proto)
     hidden = _hide_subgraphs(proto, blocked)
     converted = convert_float_to_float16(proto, keep_io_types=True, node_block_list=sorted(blocked))
