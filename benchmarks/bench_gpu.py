@@ -61,7 +61,7 @@ def built_model(args: argparse.Namespace, lengths: list[int]):
     from pruneport.flops import relative_flops
     from pruneport.methods.backbone import BackboneConfig
     from pruneport.methods.checkpoint import LoadedModel
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from pruneport.training.soft_ltp import rising_thresholds
 
     hf = {

@@ -36,7 +36,7 @@ def main() -> None:
     from pruneport.export.onnx_export import write_export_folder
     from pruneport.flops import relative_flops
     from pruneport.methods import load_checkpoint
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from pruneport.report.bench import machine_info
     from pruneport.runtime import load
 

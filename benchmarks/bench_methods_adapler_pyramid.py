@@ -72,9 +72,11 @@ def main() -> None:
     from pruneport.demo import minilm_path
     from pruneport.export.onnx_export import export_onnx_model
     from pruneport.flops import relative_flops
-    from pruneport.methods import adapler, ltp, pyramid
     from pruneport.methods import checkpoint as ck
+    from pruneport.methods.adapler import model as adapler
     from pruneport.methods.backbone import BackboneConfig
+    from pruneport.methods.ltp import model as ltp
+    from pruneport.methods.pyramid import model as pyramid
     from pruneport.report.bench import machine_info
 
     torch.manual_seed(0)

@@ -35,9 +35,9 @@ from pruneport.demo import minilm_path
 from pruneport.export.onnx_export import export_onnx_model
 from pruneport.flops import relative_flops
 from pruneport.methods import load_checkpoint
-from pruneport.methods import transkimmer as transkimmer_mod
-from pruneport.methods import trbert as trbert_mod
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, TokenPruner
+from pruneport.methods.transkimmer import model as transkimmer_mod
+from pruneport.methods.trbert import model as trbert_mod
 
 
 def encode(tokenizer_json: str, texts: list[str], length: int) -> list[dict[str, np.ndarray]]:

@@ -65,11 +65,10 @@ NOOP_METHODS = {  # method -> pruning dict that keeps every token
 
 def export_method_noops(model: Path, work: Path, methods: list[str]) -> dict[str, Path]:
     """One export per method with ``model``'s backbone and head, random predictors and nothing pruned."""
-    import importlib
-
     import torch
 
     from pruneport.export.onnx_export import write_export_folder
+    from pruneport.methods import get_method
     from pruneport.methods.backbone import BackboneConfig
     from pruneport.methods.checkpoint import LoadedModel
 
@@ -83,7 +82,7 @@ def export_method_noops(model: Path, work: Path, methods: list[str]) -> dict[str
             if key in pruning:
                 pruning[key] = pruning[key][: cfg.num_hidden_layers]
         torch.manual_seed(0)
-        built = importlib.import_module(f"pruneport.methods.{method}").build(cfg, pruning)
+        built = get_method(method).build(cfg, pruning)
         missing = built.load_state_dict(checkpoint["state_dict"], strict=False).missing_keys
         if any(not key.startswith("pruner.") for key in missing):
             raise SystemExit(f"{method}: backbone keys missing from {model}: {missing[:3]}")

@@ -81,7 +81,7 @@ TASKS: dict[str, dict[str, Any]] = {
             "adapler": {"epochs": 1.0, "lr": 5e-5, "cp_lr": 1e-3, "eta_lr": 1e-2},
             "trbert": {"length_penalty": 0.3, "samples": 4, "policy_epochs": 0.5, "joint_epochs": 0.25, "lr": 5e-5},
             # m = 8 (the paper's k-Center-greedy-batch-m): at 512 tokens the exact greedy (m = 1) runs ~250 Loop
-            # iterations per prune point at inference (methods/pyramid.py)
+            # iterations per prune point at inference (methods/pyramid/model.py)
             "pyramid": {"flops_target": 0.45, "epochs": 1.0, "lr": 5e-5, "m": 8},
         },
     },

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pruneport.validate import non_negative_float, non_negative_floats, non_negative_int, positive_float, positive_int
+from pruneport.validate import non_negative_float, non_negative_int, positive_int
 
 log = logging.getLogger("pruneport")
 
@@ -38,40 +38,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     Method options (thresholds, ETA, schedule, semantics) replace a model.pt's stored values (the manifest records
     the new values and a note); an option of another method than the checkpoint's is refused.
     """
+    from pruneport.methods import all_methods
+
     p.add_argument("--method", help="pruning method (required for folders; read from model.pt otherwise)")
-    p.add_argument(
-        "--thresholds",
-        type=non_negative_floats,
-        help="LTP: one effective threshold per layer, comma-separated (replaces a model.pt's)",
-    )
-    p.add_argument(
-        "--final-threshold",
-        type=non_negative_float,
-        help="LTP: rising schedule final_threshold * l / L (replaces a model.pt's thresholds)",
-    )
-    p.add_argument(
-        "--score-norm-length",
-        type=positive_int,
-        help="LTP: score denominator N, >= 1 (default: the model.pt's, else 128)",
-    )
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling checkpoints (runs their code!)")
-    p.add_argument(
-        "--transkimmer-semantics",
-        choices=["removal", "master"],
-        help="Transkimmer: real removal (default) or upstream master's post-softmax masking",
-    )
-    p.add_argument("--eta", type=non_negative_floats, help="AdapLeR: ETA per layer (overrides the checkpoint's)")
-    p.add_argument("--keep-ratio", type=positive_float, help="Pyramid-BERT: target keep ratio p in (0, 1]")
-    p.add_argument("--prune-upto", type=positive_int, help="Pyramid-BERT: layer by which the ratio is reached")
-    p.add_argument("--kcenter-m", help="Pyramid-BERT: tokens added per greedy round: an integer or 'k-1'")
-    p.add_argument("--distance", choices=["euclidean", "cosine"], help="Pyramid-BERT: k-center distance")
+    for spec in all_methods():  # each method's own options, from its spec
+        for option in spec.options:
+            p.add_argument(option.flag, type=option.parse, choices=option.choices, help=f"{spec.title}: {option.help}")
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The method-specific loader options given on the command line (those not None)."""
-    skip = {"command", "model", "out", "method", "overwrite", "opset", "debug", "verbose", "func", "outputs"}
-    skip |= {"bucket", "split", "cls_only_last_layer", "max_length"}  # export options, not loader options
-    return {k: v for k, v in vars(args).items() if k not in skip and v is not None and v is not False}
+    """The checkpoint loader's options given on the command line (those not None)."""
+    from pruneport.methods import loader_option_names
+
+    names = loader_option_names()
+    return {k: v for k, v in vars(args).items() if k in names and v is not None and v is not False}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

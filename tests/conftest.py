@@ -22,7 +22,7 @@ def tiny_ltp_loaded():
     """A tiny BERT-layout LTP model (3 layers, N=32) with the tiny tokenizer, as a LoadedModel."""
     from pruneport.methods.backbone import BackboneConfig
     from pruneport.methods.checkpoint import LoadedModel
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json
 
     hf = tiny_hf_config("bert", layers=3, max_positions=32)

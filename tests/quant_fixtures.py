@@ -11,7 +11,7 @@ from pruneport.calibration.data import LabeledTexts
 from pruneport.export.onnx_export import write_export_folder
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
-from pruneport.methods.ltp import LTPParams, build
+from pruneport.methods.ltp.model import LTPParams, build
 from tests.tiny import WORDS, peaky_init, tiny_hf_config, tiny_tokenizer_json
 
 # N = 32: layer 0 prunes too, so its decision depends only on the embeddings and layer 0's Q/K (the score path)

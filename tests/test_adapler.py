@@ -12,7 +12,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from pruneport.methods import load_checkpoint
-from pruneport.methods.adapler import AdapLeRParams, build, contribution_scores, load_folder, params_from_upstream
+from pruneport.methods.adapler.model import AdapLeRParams, build, contribution_scores, load_folder, params_from_upstream
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import CheckpointError, CheckpointKeyError, save_model_pt
 from tests.parity import check_export_parity

@@ -117,7 +117,7 @@ def test_ratios_follow_rows(bench_run):
 
 def test_baseline_is_the_unpruned_reference(bench_run, tiny_ltp_loaded):
     """The HF baseline folder holds the reference weights: its logits equal pruneport's model with pruning off."""
-    from pruneport.methods.ltp import build
+    from pruneport.methods.ltp.model import build
     from pruneport.report.bench_baselines import EagerSession
     from tests.tiny import random_batch
 

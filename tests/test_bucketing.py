@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams, build
+from pruneport.methods.ltp.model import LTPParams, build
 from pruneport.methods.pruned_encoder import compact
 from pruneport.runtime.split import bucket_width, compact_host
 from pruneport.runtime.text import pad_batch

@@ -47,7 +47,7 @@ def upstream_ltp_folder(tmp_path, reference, final_token_threshold=0.03):
 
 def roberta_reference():
     from pruneport.methods.backbone import BackboneConfig
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from tests.tiny import peaky_init
 
     cfg = BackboneConfig.from_hf_dict(tiny_hf_config("roberta", layers=3, max_positions=32))

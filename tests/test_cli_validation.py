@@ -190,7 +190,9 @@ def test_options_of_another_method_are_refused_for_folders_too(tmp_path, tiny_lt
 
 
 def test_other_methods_apply_their_options_to_stored_parameters():
-    from pruneport.methods import adapler, pyramid, transkimmer
+    from pruneport.methods.adapler import model as adapler
+    from pruneport.methods.pyramid import model as pyramid
+    from pruneport.methods.transkimmer import model as transkimmer
 
     stored = {"keep_ratio": 0.5, "prune_upto": 2, "m": 1, "distance": "euclidean"}
     new, notes = pyramid.override(stored, {"keep_ratio": 0.3, "kcenter_m": "k-1"}, 3)

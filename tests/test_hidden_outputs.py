@@ -20,8 +20,8 @@ import torch
 from pruneport.cli import main as cli_main
 from pruneport.methods import load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams
-from pruneport.methods.ltp import build as build_ltp
+from pruneport.methods.ltp.model import LTPParams
+from pruneport.methods.ltp.model import build as build_ltp
 from tests import parity
 from tests.test_transkimmer import CASES as TK_CASES
 from tests.test_transkimmer import make_transkimmer, write_upstream_folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams, build
+from pruneport.methods.ltp.model import LTPParams, build
 from tests.parity import check_export_parity
 from tests.tiny import peaky_init, tiny_hf_config
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import MIN_THRESHOLD, LTPParams, build
+from pruneport.methods.ltp.model import MIN_THRESHOLD, LTPParams, build
 from tests.tiny import peaky_init, random_batch, tiny_hf_config, torch_feeds
 
 N = 32  # score_norm_length = the padded training length

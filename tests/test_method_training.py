@@ -15,7 +15,7 @@ import torch
 from pruneport.cli import main
 from pruneport.methods import load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams, build
+from pruneport.methods.ltp.model import LTPParams, build
 from pruneport.training import trainer
 from pruneport.training.adapler import AdapLeROptions, AdaptiveLengthModel, soft_removal, train_adapler
 from pruneport.training.data import collate, encode, read_labeled

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pruneport.export.manifest import Manifest
+from pruneport.methods import get_method, method_names
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
 from tests.parity import _stack
@@ -23,23 +24,15 @@ ov = pytest.importorskip("openvino")
 ATOL = 1e-4
 BUCKET = 8
 
-# method -> (pruning dict, HF layout, layers); LTP thresholds prune 20-70% of tokens (see test_ltp_parity)
-METHODS = {
-    "ltp": ({"thresholds": [0.0, 0.02, 0.03], "score_norm_length": 32}, "bert", 3),
-    "trbert": ({}, "bert", 4),
-    "transkimmer": ({}, "bert", 3),
-    "pyramid": ({"keep_ratio": 0.5, "prune_upto": 2, "m": 1, "distance": "euclidean"}, "bert", 3),
-    "adapler": ({"eta": [0.5, 0.8, 1.0]}, "bert", 3),
-}
+METHODS = method_names()  # each method's tiny model from its spec (LTP's prunes 20-70% of tokens)
 
 
 def _loaded(method: str) -> LoadedModel:
-    from pruneport.methods import get_method
-
-    pruning, layout, layers = METHODS[method]
-    hf = tiny_hf_config(layout, layers=layers)
+    spec = get_method(method)
+    pruning, layers = spec.tiny.pruning, spec.tiny.layers
+    hf = tiny_hf_config("bert", layers=layers)
     cfg = BackboneConfig.from_hf_dict(hf)
-    model = peaky_init(get_method(method).build(cfg, pruning), seed=layers).eval()
+    model = peaky_init(spec.build(cfg, pruning), seed=layers).eval()
     return LoadedModel(model, method, hf, pruning, tiny_tokenizer_json(), ["class_0", "class_1"], cfg.max_tokens)
 
 

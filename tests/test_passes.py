@@ -3,7 +3,6 @@ tokens_per_layer) on tiny exported models of every method that exists; ``optimiz
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from onnx import TensorProto, helper
 
 from pruneport.export.manifest import Manifest, NotAnExportError
 from pruneport.export.onnx_export import write_export_folder
-from pruneport.methods import method_names
+from pruneport.methods import get_method, method_names
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
 from pruneport.passes.parity import ParityError, check_parity
@@ -24,39 +23,22 @@ from pruneport.passes.registry import DEFAULT_PIPELINES, get_pass, pass_names, r
 from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json
 
 ATOL = 1e-5
-LTP_PRUNING = {"thresholds": [0.0, 0.02, 0.03], "score_norm_length": 32}  # prunes at layers 1 and 2
-
-# Best-effort pruning dicts for methods written in parallel; a method whose build rejects them is skipped.
-OTHER_PRUNING: dict[str, list[dict]] = {
-    "trbert": [{}, {"threshold": 0.5}],
-    "transkimmer": [{}, {"semantics": "removal"}],
-    "adapler": [{"eta": [1.0, 1.0, 1.0]}, {}],
-    "pyramid": [{"keep_ratio": 0.5, "prune_upto": 2, "m": 1, "distance": "euclidean"}],
-}
+LTP_PRUNING = get_method("ltp").tiny.pruning  # prunes at layers 1 and 2
+OTHER_METHODS = [m for m in method_names() if m != "ltp"]
 
 
 def export_tiny(method: str, pruning: dict, folder: Path, layout: str = "bert") -> Path:
-    module_name = {"ltp": "pruneport.methods.ltp"}.get(method, f"pruneport.methods.{method}")
-    module = importlib.import_module(module_name)
-    hf = tiny_hf_config(layout, layers=3)
+    """``method``'s tiny model (its spec's layer count) with ``pruning``, exported to ``folder``."""
+    spec = get_method(method)
+    hf = tiny_hf_config(layout, layers=spec.tiny.layers)
     cfg = BackboneConfig.from_hf_dict(hf)
-    model = peaky_init(module.build(cfg, pruning), seed=3).eval()
+    model = peaky_init(spec.build(cfg, pruning), seed=3).eval()
     loaded = LoadedModel(model, method, hf, pruning, tiny_tokenizer_json(), ["class_0", "class_1"], cfg.max_tokens)
     return write_export_folder(loaded, folder)
 
 
 def _build_other(method: str, folder: Path) -> Path:
-    try:
-        importlib.import_module(f"pruneport.methods.{method}")
-    except ImportError:
-        pytest.skip(f"method {method} is not written yet")
-    errors = []
-    for pruning in OTHER_PRUNING.get(method, [{}]):
-        try:
-            return export_tiny(method, pruning, folder)
-        except (ValueError, KeyError, TypeError) as err:  # unknown pruning-dict layout: best effort
-            errors.append(f"{pruning}: {err}")
-    pytest.skip(f"no tiny pruning dict fits {method}: {errors}")
+    return export_tiny(method, get_method(method).tiny.pruning, folder)
 
 
 @pytest.fixture(scope="module")

@@ -3,34 +3,23 @@ full last layer, in PyTorch for every method that exists and in the exported ONN
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
 
 from pruneport.export.onnx_export import export_onnx_model
-from pruneport.methods import method_names
+from pruneport.methods import get_method, method_names
 from pruneport.methods.backbone import BackboneConfig
 from tests.parity import ort_session, run_onnx
-from tests.test_passes import LTP_PRUNING, OTHER_PRUNING
 from tests.tiny import peaky_init, random_batch, tiny_hf_config, torch_feeds
 
 ATOL = 1e-5
 
 
 def _build(method: str, layout: str = "bert"):
-    try:
-        module = importlib.import_module(f"pruneport.methods.{method}")
-    except ImportError:
-        pytest.skip(f"method {method} is not written yet")
-    cfg = BackboneConfig.from_hf_dict(tiny_hf_config(layout, layers=3))
-    for pruning in [LTP_PRUNING] if method == "ltp" else OTHER_PRUNING.get(method, [{}]):
-        try:
-            return peaky_init(module.build(cfg, pruning), seed=3).eval()
-        except (ValueError, KeyError, TypeError):
-            continue
-    pytest.skip(f"no tiny pruning dict fits {method}")
+    spec = get_method(method)
+    cfg = BackboneConfig.from_hf_dict(tiny_hf_config(layout, layers=spec.tiny.layers))
+    return peaky_init(spec.build(cfg, spec.tiny.pruning), seed=3).eval()
 
 
 def _batches(cfg, seed: int = 0):

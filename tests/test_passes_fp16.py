@@ -11,9 +11,10 @@ import pytest
 
 from pruneport.export.manifest import Manifest
 from pruneport.graph.roles import module_path
+from pruneport.methods import get_method, method_names
 from pruneport.passes.fp16 import score_path_nodes
 from pruneport.passes.pipeline import optimize_folder
-from tests.test_passes import LTP_PRUNING, OTHER_PRUNING, export_tiny
+from tests.test_passes import LTP_PRUNING, export_tiny
 
 ATOL = 0.05  # FP16 logits of the tiny peaky models against FP32
 
@@ -24,10 +25,9 @@ def _fp16_share(path) -> float:
     return sum(t.data_type == onnx.TensorProto.FLOAT16 for t in big) / len(big)
 
 
-@pytest.mark.parametrize("method", ["ltp", *sorted(OTHER_PRUNING)])
+@pytest.mark.parametrize("method", method_names())
 def test_fp16_keeps_every_pruning_decision_of_fp32(method, tmp_path):
-    pruning = LTP_PRUNING if method == "ltp" else OTHER_PRUNING[method][0]
-    folder = export_tiny(method, pruning, tmp_path / "fp32")
+    folder = export_tiny(method, get_method(method).tiny.pruning, tmp_path / "fp32")
     out, runs = optimize_folder(folder, tmp_path / "fp16", passes=["fp16"], atol=ATOL)
     manifest = Manifest.read(out)
     assert manifest.precision == "fp16" and runs[0].count > 0

@@ -4,7 +4,6 @@ and OpenVINO (f32) run with the same outputs; the CLI flags."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -13,11 +12,12 @@ import onnx_ir as ir
 import pytest
 
 from pruneport.export.manifest import Manifest
-from pruneport.methods.ltp import MIN_THRESHOLD
+from pruneport.methods import get_method
+from pruneport.methods.ltp.model import MIN_THRESHOLD
 from pruneport.passes import token_prune
 from pruneport.passes.pipeline import optimize_file
 from pruneport.passes.registry import get_pass, resolve_pipeline
-from tests.test_passes import OTHER_PRUNING, _parity, export_tiny
+from tests.test_passes import _parity, export_tiny
 
 DOMAIN = token_prune.DOMAIN
 
@@ -115,32 +115,18 @@ def test_cli_fuse_then_expand(ltp_folder, tmp_path):
 
 # Two of the four other methods keep the suite's CPU time down (an export is ~10 s): AdapLeR (predictor MLPs before
 # every layer, eta/n rule) and Pyramid-BERT (k-center selection in a Loop); TR-BERT (threshold) and Transkimmer
-# (logit margin) pass the same checks (docs/passes.md).
-RULES = {"trbert": "threshold", "transkimmer": "margin", "adapler": "eta-n", "pyramid": "k-center"}
-
-
+# (logit margin) pass the same checks (docs/passes.md; tests/test_method_specs.py checks every method's keep rule).
 @pytest.mark.parametrize("method", ["adapler", "pyramid"])
-def test_other_methods_best_effort(method, tmp_path):
-    try:
-        importlib.import_module(f"pruneport.methods.{method}")
-    except ImportError:
-        pytest.skip(f"method {method} is not written yet")
-    folder = None
-    for pruning in OTHER_PRUNING[method]:
-        try:
-            folder = export_tiny(method, pruning, tmp_path / "export")
-            break
-        except (ValueError, KeyError, TypeError):
-            continue
-    if folder is None:
-        pytest.skip(f"no tiny pruning dict fits {method}")
+def test_other_methods_fuse_with_their_keep_rule(method, tmp_path):
+    spec = get_method(method)
+    folder = export_tiny(method, spec.tiny.pruning, tmp_path / "export")
     source = onnx.load(str(folder / "model.onnx"))
     out = tmp_path / "fused.onnx"
     runs = optimize_file(folder / "model.onnx", out, [get_pass("token-prune")])
     proto = onnx.load(str(out))
     assert runs[0].count == _count(source, "GatherND") == len(_calls(proto)), "one TokenPrune per compaction"
     assert _count(proto, "GatherND") == 0
-    assert {_attrs(n)["rule"].decode() for n in _calls(proto)} == {RULES[method]}
+    assert {_attrs(n)["rule"].decode() for n in _calls(proto)} == {spec.keep_rule}
     _parity(folder, out, n_inputs=8)
 
 

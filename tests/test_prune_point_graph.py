@@ -18,7 +18,7 @@ import torch
 from pruneport.export.onnx_export import write_export_folder
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import LoadedModel
-from pruneport.methods.ltp import LTPParams, build, ltp_scores
+from pruneport.methods.ltp.model import LTPParams, build, ltp_scores
 from pruneport.methods.prune_ops import gather_rows
 from pruneport.methods.pruned_encoder import compact
 from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json

@@ -13,7 +13,7 @@ import torch
 from pruneport.methods import load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import save_model_pt
-from pruneport.methods.pyramid import PyramidParams, build, kcenter_keep, write_schedule
+from pruneport.methods.pyramid.model import PyramidParams, build, kcenter_keep, write_schedule
 from tests.parity import check_export_parity, ort_session
 from tests.tiny import hf_state_dict, peaky_init, random_batch, tiny_hf_config, torch_feeds, write_hf_folder
 

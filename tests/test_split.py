@@ -11,7 +11,7 @@ import torch
 
 from pruneport.export.split import Stage, prune_points, split_stages
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams, LTPPruner, build
+from pruneport.methods.ltp.model import LTPParams, LTPPruner, build
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, keep_cls
 from pruneport.runtime.split import compact_host
 from tests.tiny import peaky_init, random_batch, tiny_hf_config, torch_feeds

@@ -325,7 +325,7 @@ def _export_and_compare(tmp_path, folder: Path, method_options: dict, reference_
 
 def test_vocab_txt_folder_predicts_text_like_the_reference_model(tmp_path):
     from pruneport.methods.backbone import BackboneConfig
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from tests.tiny import hf_state_dict, peaky_init, tiny_hf_config, tiny_vocab, write_hf_folder
 
     hf = tiny_hf_config("bert", layers=3, max_positions=32)
@@ -345,7 +345,7 @@ def test_vocab_txt_folder_predicts_text_like_the_reference_model(tmp_path):
 def test_upstream_ltp_roberta_folder_predicts_text_like_the_reference_model(tmp_path):
     """An upstream LTP save_pretrained folder: config.json, pytorch_model.bin, vocab.json, merges.txt."""
     from pruneport.methods.backbone import BackboneConfig
-    from pruneport.methods.ltp import LTPParams, build
+    from pruneport.methods.ltp.model import LTPParams, build
     from tests.tiny import hf_state_dict, peaky_init, tiny_hf_config, write_hf_folder
 
     vocab, merges = tiny_bpe_files(tmp_path / "upstream")

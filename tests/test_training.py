@@ -15,7 +15,7 @@ import torch
 from pruneport.cli import main
 from pruneport.methods import load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import LTPParams, build
+from pruneport.methods.ltp.model import LTPParams, build
 from pruneport.training.data import encode, read_labeled
 from pruneport.training.model_io import load_for_training
 from pruneport.training.recipes import FinetuneOptions, LTPOptions, cross_entropy_step, finetune, train_ltp

@@ -12,7 +12,7 @@ import torch
 from pruneport.methods import get_method, load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import CheckpointKeyError, save_model_pt
-from pruneport.methods.transkimmer import build, predictor_key_map
+from pruneport.methods.transkimmer.model import build, predictor_key_map
 from tests.parity import check_export_parity
 from tests.test_trbert import pruned_share
 from tests.tiny import hf_state_dict, peaky_init, random_batch, tiny_hf_config, torch_feeds, write_hf_folder

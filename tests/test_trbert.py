@@ -13,7 +13,7 @@ from pruneport.calibration.thresholds import name_thresholds
 from pruneport.methods import get_method, load_checkpoint
 from pruneport.methods.backbone import BackboneConfig
 from pruneport.methods.checkpoint import CheckpointError, CheckpointKeyError, save_model_pt
-from pruneport.methods.trbert import build, default_selection_layers, policy_key_map
+from pruneport.methods.trbert.model import build, default_selection_layers, policy_key_map
 from tests.parity import check_export_parity
 from tests.tiny import hf_state_dict, peaky_init, random_batch, tiny_hf_config, torch_feeds, write_hf_folder
 

@@ -31,7 +31,8 @@ Score path (``keep_score_path``; by default on, except for ORT dynamic, see
 only 3-12% of inputs in the measurements), because a threshold compares a score computed from quantized values. With
 the option on, the MatMuls that compute what decides pruning stay FP32: for attention-score methods (LTP) the Q and
 K projections and the Q.K^T MatMul of every pruning layer and the score MatMul; for predictor methods every MatMul
-of the predictor MLPs (module path ``pruner.*``). Their inputs, and every reader of a pruning layer's attention
+of the predictor MLPs (module path ``pruner.*``); for Pyramid-BERT the k-center distance MatMuls (the method spec's
+``score_source`` says which). Their inputs, and every reader of a pruning layer's attention
 probabilities other than the P.V MatMul, are rewired to the float tensors, so the score sees no fake-quantized
 value. Roles come from :func:`pruneport.graph.roles.matmul_table`.
 """
@@ -47,10 +48,17 @@ import onnx
 
 import pruneport
 from pruneport.calibration.batches import OrtCalibrationReader, TokenizedData
-from pruneport.calibration.thresholds import SPECS, ThresholdError, name_thresholds, set_thresholds, threshold_spec
+from pruneport.calibration.thresholds import (
+    ThresholdError,
+    has_thresholds,
+    name_thresholds,
+    set_thresholds,
+    threshold_spec,
+)
 from pruneport.export.folders import carry_over, check_output, scratch_dir, staged_folder, temp_files_under
 from pruneport.export.manifest import Manifest
 from pruneport.graph.roles import GraphIndex, GraphRoleError, MatMulInfo, matmul_table
+from pruneport.methods import find_method
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,7 @@ BACKENDS = ("onnxruntime", "openvino")
 ORT_MODES = ("static", "dynamic")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "distribution")
 SCORE_ROLES_ATTENTION = ("query", "key", "qk")
+DECISION_ROLES = ("score", "predictor", "selection")  # MatMuls that exist only to decide what to keep
 
 
 @dataclass
@@ -113,12 +122,13 @@ def pruning_layers(manifest: Manifest) -> list[int]:
 
 def score_path(model: onnx.ModelProto, table: list[MatMulInfo], manifest: Manifest) -> ScorePath:
     """The score path of ``model`` (see the module docstring)."""
-    attention_method = manifest.method == "ltp"
-    layers = pruning_layers(manifest) if attention_method else []
+    spec = find_method(manifest.method)
+    attention_decides = spec is not None and spec.score_source == "attention"
+    layers = pruning_layers(manifest) if attention_decides else []
     names = [
         m.name
         for m in table
-        if m.role in ("score", "predictor") or (m.role in SCORE_ROLES_ATTENTION and m.layer in layers)
+        if m.role in DECISION_ROLES or (m.role in SCORE_ROLES_ATTENTION and m.layer in layers)
     ]
     softmaxes = []
     if layers:
@@ -198,7 +208,7 @@ def prepared_fp32(folder: Path, manifest: Manifest) -> onnx.ModelProto:
     try:
         name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
     except ThresholdError as err:
-        if manifest.method in SPECS:
+        if has_thresholds(manifest.method):
             raise
         log.info("no named thresholds: %s", err)
     return model
@@ -228,7 +238,7 @@ def _quantize_ort_static(
     if twin:
         twin_model = onnx.ModelProto()
         twin_model.CopyFrom(model)
-        if manifest.method in SPECS:  # a graph without thresholds (the plain baselines) is its own twin
+        if has_thresholds(manifest.method):  # a graph without thresholds (the plain baselines) is its own twin
             slots = name_thresholds(model, manifest.method, manifest.pruning, manifest.num_layers)
             keep_all = threshold_spec(manifest.method).keep_all  # keep every token: shapes follow the input
             set_thresholds(twin_model, {s.layer: keep_all for s in slots})

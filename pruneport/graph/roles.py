@@ -40,8 +40,13 @@ ROLE_ROWS = {
     "pv": "attn2",
     "score": "attn_sq",
     "predictor": "pred",
+    "selection": "attn2",
     "head": "one",
 }
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+# forward() lines of the pruner's hooks (pruneport.methods.pruned_encoder): a MatMul they compute outside any module
+# of the pruner is a token selection's (Pyramid-BERT's k-center distances between hidden states)
+_PRUNER_HOOKS = ("self.pruner.before_layer(", "self.pruner.after_attention(")
 
 
 class GraphRoleError(ValueError):
@@ -222,9 +227,22 @@ def matmul_table(model: onnx.ModelProto) -> list[MatMulInfo]:
             layer, role = (int(m.group(1)) if m else 0), "predictor"
         elif shape is None and (softmax := index.reads_softmax(node)) is not None:
             layer, role = softmax_layer.get(softmax.name, 0), "score"
+        elif shape is None and _from_pruner_hook(node):
+            layer, role = -2, "selection"  # the layer it selects for: the next layer's (below)
         else:
             raise GraphRoleError(f"MatMul {node.name} (module path {path!r}) has no known role")
         table.append(MatMulInfo(node.name, node.op_type, role, layer, int(k), int(n), path))
     if table and not seen_scopes:
         raise GraphRoleError("the graph carries no module paths (pkg.torch.onnx.name_scopes): export it with pruneport")
+    following = -1
+    for info in reversed(table):  # a selection decides the tokens entering the next layer in graph order
+        if info.role == "selection":
+            info.layer = max(following, 0)
+        elif info.layer >= 0:
+            following = info.layer
     return table
+
+
+def _from_pruner_hook(node: onnx.NodeProto) -> bool:
+    trace = next((p.value for p in node.metadata_props if p.key == STACK_TRACE), "")
+    return any(hook in trace for hook in _PRUNER_HOOKS)

@@ -1,89 +1,84 @@
-"""PyTorch reference models and checkpoint loaders, one module per method, and the registry that names them.
+"""PyTorch reference models and checkpoint loaders, one package per method, and the registry that names them.
 
-The registry is an explicit dict (no import-time decorators): ``get_method(name)`` gives how to build a model from
-stored pruning parameters and how to read the method's upstream or HF folder.
+Each method is ``pruneport/methods/<name>/`` with a torch-free ``spec.py`` (its :class:`~pruneport.methods.spec.
+MethodSpec`: CLI options, threshold spec, score source, keep rule, tiny test fixture, and where its model lives) and
+``model.py`` (the PyTorch reference and its checkpoint loader). The registry is an explicit dict (no import-time
+decorators): ``get_method(name)`` gives the spec; :func:`load_checkpoint` reads a model.pt or a method's folder.
+Adding a method: its package, one line in ``_SPECS``, and its test file (``tests/test_method_specs.py`` checks that
+the spec is complete and that the pipeline reads it).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pruneport.methods.spec import MethodSpec
+
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """How to build and load one pruning method.
-
-    build: (BackboneConfig, pruning dict, output_hidden) -> PrunedSequenceClassifier
-    load_folder: (folder, options) -> LoadedModel, for the method's upstream / HF checkpoint folders
-    override: (stored pruning dict, options, num_layers) -> (pruning dict, notes): the user's options applied to
-        a model.pt's stored parameters (None for methods without such options)
-    """
-
-    name: str
-    summary: str
-    build: Callable[..., Any]
-    load_folder: Callable[[Path, dict[str, Any]], Any]
-    override: Callable[[dict[str, Any], dict[str, Any], int], tuple[dict[str, Any], list[str]]] | None = None
-
-
-# name -> (module, summary). Each module defines ``build(cfg, pruning, output_hidden)`` and
-# ``load_folder(folder, options)``; modules are imported only when their method is used.
-_MODULES: dict[str, tuple[str, str]] = {
-    "ltp": ("pruneport.methods.ltp", "learned threshold on the attention each token receives"),
-    "trbert": ("pruneport.methods.trbert", "policy MLP before layer 1 and layer L//2"),
-    "transkimmer": ("pruneport.methods.transkimmer", "skim predictor before every layer"),
-    "adapler": ("pruneport.methods.adapler", "contribution predictor, threshold eta/n"),
-    "pyramid": ("pruneport.methods.pyramid", "greedy k-center selection on a length schedule"),
+# The registry: method name -> its spec module (torch-free; ``SPEC`` in it). One line per method.
+_SPECS: dict[str, str] = {
+    "ltp": "pruneport.methods.ltp.spec",
+    "trbert": "pruneport.methods.trbert.spec",
+    "transkimmer": "pruneport.methods.transkimmer.spec",
+    "adapler": "pruneport.methods.adapler.spec",
+    "pyramid": "pruneport.methods.pyramid.spec",
 }
 
-
-# Loader options that belong to one method (option name -> method). Given for a checkpoint of another method they
-# are refused, never silently ignored; with a model.pt of their method they replace its stored parameters (recorded
-# in the manifest: the pruning parameters and a note).
-METHOD_OPTIONS: dict[str, str] = {
-    "thresholds": "ltp",
-    "final_threshold": "ltp",
-    "score_norm_length": "ltp",
-    "eta": "adapler",
-    "keep_ratio": "pyramid",
-    "prune_upto": "pyramid",
-    "kcenter_m": "pyramid",
-    "distance": "pyramid",
-    "transkimmer_semantics": "transkimmer",
-}
-
-
-def check_method_options(method: str, options: dict[str, Any], source: str | Path) -> None:
-    """ValueError when ``options`` hold method-specific options that another method's checkpoint cannot use."""
-    foreign = [k for k, owner in METHOD_OPTIONS.items() if owner != method and options.get(k) is not None]
-    if foreign:
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        owners = "/".join(sorted({METHOD_OPTIONS[k] for k in foreign}))
-        raise ValueError(
-            f"{flags} {'applies' if len(foreign) == 1 else 'apply'} to {owners} models, but {source} "
-            f"holds a {method!r} model"
-        )
+# Loader options every method takes (the rest are one method's, declared in its spec).
+COMMON_OPTIONS = ("trust_pickle", "output_hidden", "allow_missing_head")
 
 
 def method_names() -> list[str]:
-    return sorted(_MODULES)
+    """The registered methods, sorted."""
+    return sorted(_SPECS)
 
 
 def get_method(name: str) -> MethodSpec:
     """The spec of a method; an unknown name raises ValueError listing the known ones."""
-    if name not in _MODULES:
+    if name not in _SPECS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
-    import importlib
+    return importlib.import_module(_SPECS[name]).SPEC
 
-    module_name, summary = _MODULES[name]
-    module = importlib.import_module(module_name)
-    return MethodSpec(name, summary, module.build, module.load_folder, getattr(module, "override", None))
+
+def find_method(name: str | None) -> MethodSpec | None:
+    """The spec of a registered method, None for anything else (e.g. the plain baselines' manifests)."""
+    return get_method(name) if name in _SPECS else None
+
+
+def all_methods() -> list[MethodSpec]:
+    """Every registered method's spec, in name order."""
+    return [get_method(name) for name in method_names()]
+
+
+def option_owners() -> dict[str, str]:
+    """Method-specific loader options: option name -> the method that owns it.
+
+    Given for a checkpoint of another method they are refused, never silently ignored; with a model.pt of their
+    method they replace its stored parameters (recorded in the manifest: the pruning parameters and a note).
+    """
+    return {option.name: spec.name for spec in all_methods() for option in spec.options}
+
+
+def loader_option_names() -> set[str]:
+    """Every option :func:`load_checkpoint` takes: the common ones and each method's."""
+    return set(COMMON_OPTIONS) | set(option_owners())
+
+
+def check_method_options(method: str, options: dict[str, Any], source: str | Path) -> None:
+    """ValueError when ``options`` hold method-specific options that another method's checkpoint cannot use."""
+    owners = option_owners()
+    foreign = [k for k, owner in owners.items() if owner != method and options.get(k) is not None]
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        names = "/".join(sorted({owners[k] for k in foreign}))
+        raise ValueError(
+            f"{flags} {'applies' if len(foreign) == 1 else 'apply'} to {names} models, but {source} "
+            f"holds a {method!r} model"
+        )
 
 
 def load_checkpoint(path: str | Path, method: str | None = None, **options: Any):
@@ -92,7 +87,7 @@ def load_checkpoint(path: str | Path, method: str | None = None, **options: Any)
     path: a pruneport ``model.pt`` (method read from it; ``method``, when given, must agree) or a folder in the
     method's upstream / HF layout (``method`` required). ``options`` are method-specific (thresholds,
     final_threshold, score_norm_length, output_hidden, trust_pickle, allow_missing_head, ...). Options of another
-    method (:data:`METHOD_OPTIONS`) are refused; with a model.pt, the method's own options replace the stored
+    method (:func:`option_owners`) are refused; with a model.pt, the method's own options replace the stored
     parameters (the returned ``pruning`` and ``notes`` say so, and the export's manifest records both).
     """
     from pruneport.methods import checkpoint as ck
@@ -112,9 +107,7 @@ def load_checkpoint(path: str | Path, method: str | None = None, **options: Any)
     spec = get_method(stored)
     check_method_options(stored, options, p)
     cfg = BackboneConfig.from_hf_dict(payload["backbone_config"])
-    pruning, notes = dict(payload["pruning"]), []
-    if spec.override is not None:
-        pruning, notes = spec.override(pruning, options, cfg.num_hidden_layers)
+    pruning, notes = spec.override(dict(payload["pruning"]), options, cfg.num_hidden_layers)
     model = spec.build(cfg, pruning, bool(options.get("output_hidden")))
     state = payload["state_dict"]
     ck.load_into(model, state, [], str(p))

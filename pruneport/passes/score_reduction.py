@@ -1,6 +1,6 @@
 """Score reduction: reduce the attention probabilities [B,H,S,S] in the order ONNX Runtime reduces fast.
 
-pruneport's LTP score is exported as (``pruneport.methods.ltp.ltp_scores``)::
+pruneport's LTP score is exported as (``pruneport.methods.ltp.model.ltp_scores``)::
 
     MatMul(live [B,1,S], ReduceSum(probs [B,H,S,S], axes=[1], keepdims=0))            -> [B,1,S]
 

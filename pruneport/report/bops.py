@@ -8,6 +8,7 @@ MACs come from ``tokens_per_layer`` (never from the padded length) and each MatM
 | query, key, value, attn_out | n * k * n_out (k x n_out = the weight's shape) |
 | ffn_in, ffn_out | m * k * n_out, m = next layer's entering count (the layer's own count for the last layer) |
 | qk, pv (activation x activation) | n * n * D (all heads) |
+| selection (Pyramid-BERT's k-center distances) | n * n * D (n = tokens entering the layer it selects for) |
 | score (LTP's live-query sum) | n * n |
 | predictor (predictor MLPs of other methods) | n * k * n_out (best effort: the count entering the layer) |
 | head | k * n_out (CLS only) |
@@ -60,7 +61,7 @@ def token_rows(info: MatMulInfo, tokens: np.ndarray, hidden: int) -> np.ndarray:
     if info.role in ("ffn_in", "ffn_out"):
         ffn = t[:, layer + 1] if layer + 1 < layers else attn
         return ffn * info.k * info.n
-    if info.role in ("qk", "pv"):
+    if info.role in ("qk", "pv", "selection"):
         return attn * attn * hidden
     if info.role == "score":
         return attn * attn

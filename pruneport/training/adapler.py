@@ -24,7 +24,7 @@ one) with the targets, so faded tokens still learn their saliency; the soft coun
 sum of the key weights ``exp(M)`` (upstream: ``sum(acc_effective_mask) + 1``); eta starts at upstream's 0.25 and
 theta at 1.
 
-The saved model is the hard AdapLeR model of :mod:`pruneport.methods.adapler` with the learned eta and CLS scale 1
+The saved model is the hard AdapLeR model of :mod:`pruneport.methods.adapler.model` with the learned eta and CLS scale 1
 (theta shapes the targets only; at inference the dummy variable is 1, so the CPs' scores are used as they are).
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruneport.methods.adapler import AdapLeRParams, AdapLeRPruner
+from pruneport.methods.adapler.model import AdapLeRParams, AdapLeRPruner
 from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 from pruneport.training.data import Batch, EncodedData, collate, eval_batches

@@ -423,7 +423,7 @@ def _trbert(args: argparse.Namespace) -> int:
 
 
 def _pyramid(args: argparse.Namespace) -> int:
-    from pruneport.methods.pyramid import parse_m
+    from pruneport.methods.pyramid.model import parse_m
     from pruneport.training.pyramid import PyramidOptions, train_pyramid
 
     options = PyramidOptions(

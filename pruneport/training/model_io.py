@@ -1,7 +1,7 @@
 """Models to train and models trained: reading a backbone or fine-tuned model, writing pruneport's ``model.pt``.
 
 Every model here is a :class:`~pruneport.methods.pruned_encoder.PrunedSequenceClassifier` with an
-:class:`~pruneport.methods.ltp.LTPPruner`. A fine-tuned, unpruned model is an LTP model whose thresholds are all 0
+:class:`~pruneport.methods.ltp.model.LTPPruner`. A fine-tuned, unpruned model is an LTP model whose thresholds are all 0
 (no prune op at any layer), so ``pruneport export`` takes it as the unpruned baseline.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from pruneport.methods import checkpoint as ck
 from pruneport.methods.backbone import BackboneConfig
-from pruneport.methods.ltp import DEFAULT_SCORE_NORM_LENGTH, LTPParams, build
+from pruneport.methods.ltp.model import DEFAULT_SCORE_NORM_LENGTH, LTPParams, build
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Pyramid-BERT training (Huang et al., ACL'22): fine-tuning with core-set selection on the length schedule.
 
 Pyramid-BERT adds no parameters: the fine-tuned model is fine-tuned again with the greedy k-center selection of
-:class:`~pruneport.methods.pyramid.PyramidPruner` in its forward pass, so the later layers adapt to the shortened,
+:class:`~pruneport.methods.pyramid.model.PyramidPruner` in its forward pass, so the later layers adapt to the shortened,
 core-set sequences they will see at inference. Gradients flow through the gathers of the kept tokens (the selection
 itself is discrete); the trained module is the one saved and exported.
 
@@ -22,7 +22,7 @@ import torch
 
 from pruneport.flops import relative_flops
 from pruneport.methods.checkpoint import LoadedModel
-from pruneport.methods.pyramid import DISTANCES, PyramidParams
+from pruneport.methods.pyramid.model import DISTANCES, PyramidParams
 from pruneport.training.data import EncodedData
 from pruneport.training.method_model import method_model
 from pruneport.training.results import (

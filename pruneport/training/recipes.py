@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from pruneport.methods.checkpoint import LoadedModel, save_model_pt
-from pruneport.methods.ltp import DEFAULT_SCORE_NORM_LENGTH
+from pruneport.methods.ltp.model import DEFAULT_SCORE_NORM_LENGTH
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.model_io import with_thresholds
 from pruneport.training.results import (

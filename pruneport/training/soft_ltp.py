@@ -1,7 +1,7 @@
 """LTP soft pruning (paper section 3.3, eq. 9-12): a differentiable mask on each layer's output, learnable thresholds.
 
 During soft training no token is removed. Layer l's output is multiplied, per token, by
-``m_l = sigmoid((s_l - theta_l) / T)`` where ``s_l`` is the LTP score of :func:`pruneport.methods.ltp.ltp_scores`
+``m_l = sigmoid((s_l - theta_l) / T)`` where ``s_l`` is the LTP score of :func:`pruneport.methods.ltp.model.ltp_scores`
 (attention received from live queries / (H * N), N = ``score_norm_length`` fixed whatever the padded width) and
 ``theta_l`` a learnable threshold. The regulariser is ``lambda * mean over layers of the mean mask`` (eq. 12), taken
 over real tokens other than CLS. Differences from upstream (kssteven418/LTP ``LTPLayer``), both deliberate:
@@ -12,7 +12,7 @@ over real tokens other than CLS. Differences from upstream (kssteven418/LTP ``LT
 
 The module reuses the backbone pieces of a :class:`~pruneport.methods.pruned_encoder.PrunedSequenceClassifier` (it
 wraps one, whose pruner is not used), so after soft training the same weights go into the hard-pruning model.
-Written by hand because no library implements LTP's soft mask; the hard semantics stay in ``methods/ltp.py``.
+Written by hand because no library implements LTP's soft mask; the hard semantics stay in ``methods/ltp/model.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruneport.methods.ltp import ltp_scores
+from pruneport.methods.ltp.model import ltp_scores
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
 

@@ -10,9 +10,10 @@ layers of the share of tokens kept, over real tokens other than CLS (CLS is alwa
 padding is no token).
 
 At evaluation the same module decides with the deterministic argmax (``logit1 > logit0``), which is exactly what the
-exported :class:`~pruneport.methods.transkimmer.TranskimmerPruner` computes; the trained weights are the very modules
-of the :class:`~pruneport.methods.pruned_encoder.PrunedSequenceClassifier` that is saved. The predictors start as
-upstream's ``init_skim_predictor`` leaves them (every token kept; :mod:`pruneport.training.method_model`).
+exported :class:`~pruneport.methods.transkimmer.model.TranskimmerPruner` computes; the trained weights are the very
+modules of the :class:`~pruneport.methods.pruned_encoder.PrunedSequenceClassifier` that is saved. The
+predictors start as upstream's ``init_skim_predictor`` leaves them (every token kept;
+:mod:`pruneport.training.method_model`).
 Written by hand: no library implements skim attention.
 """
 
@@ -28,7 +29,7 @@ from torch import nn
 
 from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
-from pruneport.methods.transkimmer import TranskimmerParams
+from pruneport.methods.transkimmer.model import TranskimmerParams
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.method_model import TRANSKIMMER_KEEP_BIAS, method_model, transkimmer_init
 from pruneport.training.results import (

@@ -19,7 +19,8 @@ Step 2 runs ``ceil((N + 1) / 2)`` epochs and step 3 N epochs (Appendix), N = ``j
 difference: the paper's penalty counts selected tokens; here it is their share of the candidates, so one
 ``length_penalty`` means the same on SST-2 and on 512-token IMDB reviews (a count penalty grows with the length).
 
-Inference is unchanged (keep iff p >= 0.5, :mod:`pruneport.methods.trbert`), on the policy and backbone trained here.
+Inference is unchanged (keep iff p >= 0.5, :mod:`pruneport.methods.trbert.model`), on the policy and backbone trained
+here.
 Written by hand: no library implements TR-BERT's policy training.
 """
 
@@ -36,7 +37,7 @@ from torch import nn
 from pruneport.methods.checkpoint import LoadedModel
 from pruneport.methods.prune_ops import gather_rows
 from pruneport.methods.pruned_encoder import PrunedSequenceClassifier, compact, keep_cls
-from pruneport.methods.trbert import TRBertParams, TRBertPruner, default_selection_layers
+from pruneport.methods.trbert.model import TRBertParams, TRBertPruner, default_selection_layers
 from pruneport.training.data import Batch, EncodedData
 from pruneport.training.method_model import method_model
 from pruneport.training.results import (

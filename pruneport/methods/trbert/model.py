@@ -33,18 +33,9 @@ import torch
 from torch import nn
 
 from pruneport.methods.pruned_encoder import PruneState, TokenPruner, keep_cls
+from pruneport.methods.trbert.spec import KEEP_PROBABILITY, default_selection_layers
 
 POLICY_SIZE = 32  # hard-coded upstream (``linear_size``)
-KEEP_PROBABILITY = 0.5
-
-
-def default_selection_layers(num_layers: int) -> tuple[int, ...]:
-    """Upstream's selection points: 0-based layers 1 and L//2 (one point when they coincide)."""
-    if num_layers < 2:
-        raise ValueError(
-            f"TR-BERT selects tokens before layers 1 and L//2 and needs at least 2 layers, got {num_layers}"
-        )
-    return tuple(sorted({1, num_layers // 2}))
 
 
 @dataclass(frozen=True)

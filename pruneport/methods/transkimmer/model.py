@@ -36,8 +36,8 @@ import torch
 from torch import nn
 
 from pruneport.methods.pruned_encoder import PruneState, TokenPruner, keep_cls
+from pruneport.methods.transkimmer.spec import SEMANTICS
 
-SEMANTICS = ("removal", "master")
 PREDICTOR_EPS = 1e-5  # torch's nn.LayerNorm default, as upstream (not the config's layer_norm_eps)
 
 

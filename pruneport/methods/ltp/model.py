@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from pruneport.methods.ltp.spec import MIN_THRESHOLD
 from pruneport.methods.pruned_encoder import PruneState, TokenPruner, keep_cls
 
-MIN_THRESHOLD = 1e-5
 DEFAULT_SCORE_NORM_LENGTH = 128
 
 

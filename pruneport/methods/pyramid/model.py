@@ -48,9 +48,9 @@ from typing import Any
 import torch
 
 from pruneport.methods.pruned_encoder import PruneState, TokenPruner
+from pruneport.methods.pyramid.spec import DISTANCES
 
 SCHEDULE_FILE = "pyramid_schedule.json"
-DISTANCES = ("euclidean", "cosine")
 ONE_SHOT = "k-1"
 
 

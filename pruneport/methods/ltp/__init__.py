@@ -1,0 +1,1 @@
+"""LTP (learned token pruning): :mod:`.spec` (torch-free facts) and :mod:`.model` (the PyTorch reference)."""

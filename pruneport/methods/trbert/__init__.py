@@ -1,0 +1,1 @@
+"""TR-BERT (policy-network token selection): :mod:`.spec` (torch-free facts) and :mod:`.model` (reference)."""
