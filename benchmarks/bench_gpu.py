@@ -208,7 +208,7 @@ def main() -> int:
     from pruneport.export.onnx_export import write_export_folder
     from pruneport.methods import load_checkpoint
     from pruneport.passes.pipeline import optimize_folder
-    from pruneport.report.bench import machine_info
+    from pruneport.report.bench_machine import machine_info
     from pruneport.runtime.ort import OrtSession
     from pruneport.training.model_io import load_for_training
 

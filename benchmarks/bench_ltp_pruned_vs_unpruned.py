@@ -37,7 +37,7 @@ def main() -> None:
     from pruneport.flops import relative_flops
     from pruneport.methods import load_checkpoint
     from pruneport.methods.ltp.model import LTPParams, build
-    from pruneport.report.bench import machine_info
+    from pruneport.report.bench_machine import machine_info
     from pruneport.runtime import load
 
     pruned = load_checkpoint(args.model)

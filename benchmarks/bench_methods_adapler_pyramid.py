@@ -77,7 +77,7 @@ def main() -> None:
     from pruneport.methods.backbone import BackboneConfig
     from pruneport.methods.ltp import model as ltp
     from pruneport.methods.pyramid import model as pyramid
-    from pruneport.report.bench import machine_info
+    from pruneport.report.bench_machine import machine_info
 
     torch.manual_seed(0)
     folder = minilm_path()

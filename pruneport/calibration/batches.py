@@ -33,6 +33,7 @@ class FeedBatch:
 
     @property
     def size(self) -> int:
+        """Number of examples (rows) in the batch."""
         return len(self.rows)
 
 
@@ -47,6 +48,7 @@ class TokenizedData:
 
     @property
     def n(self) -> int:
+        """Number of examples."""
         return len(self.lengths)
 
     def __iter__(self) -> Iterator[FeedBatch]:
@@ -130,10 +132,12 @@ class OrtCalibrationReader:
         self._it = iter(data.batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch's feeds (``input_names`` only), or None when the batches are used up."""
         batch = next(self._it, None)
         return None if batch is None else {n: batch.feeds[n] for n in self.input_names}
 
     def rewind(self) -> None:
+        """Start again from the first batch."""
         self._it = iter(self.data.batches)
 
     def __len__(self) -> int:

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-import pruneport
 from pruneport.calibration.batches import TokenizedData
 from pruneport.calibration.runner import FolderRunner
 from pruneport.calibration.thresholds import ThresholdError, threshold_name, threshold_spec
@@ -51,6 +50,7 @@ class Agreement:
     per_layer_identical: list[float]
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (JSON-ready)."""
         return asdict(self)
 
 
@@ -72,6 +72,9 @@ def _relative_flops(runner: FolderRunner, data: TokenizedData, values: dict[int,
 
 @dataclass
 class ScaleResult:
+    """Result of :func:`search_flops_scale`: the chosen scale, its relative FLOPs, the scaled thresholds
+    by layer and the number of graph runs."""
+
     scale: float
     relative_flops: float
     values: dict[int, float]
@@ -126,6 +129,9 @@ def search_flops_scale(
 
 @dataclass
 class RefitResult:
+    """Result of :func:`refit_to_reference`: the refitted thresholds by layer, the agreement with the
+    reference before and after the refit, and the number of graph runs."""
+
     values: dict[int, float]
     before: Agreement
     after: Agreement
@@ -223,7 +229,7 @@ def write_thresholds(
     check_output(out, [folder], overwrite, in_place=in_place)
     spec = threshold_spec(manifest.method)
     with staged_folder(out) as tmp:
-        ir = manifest.extra.get("openvino") or {}
+        ir = manifest.openvino_ir
         dropped = manifest.drop_derived()
         carry_over(folder, tmp, manifest, model=False)  # the tokenizer
         if manifest.model_file.endswith(".xml"):
@@ -251,13 +257,47 @@ def write_thresholds(
             if ir and importlib.util.find_spec("openvino") is not None:
                 from pruneport.export.openvino import add_openvino_ir
 
-                add_openvino_ir(tmp, manifest, fp16=ir.get("weights") == "f16")
+                add_openvino_ir(tmp, manifest, fp16=ir.weights == "f16")
                 dropped.remove("openvino")
                 step = {**step, "regenerated": ["openvino"]}
         if dropped:
             step = {**step, "dropped": dropped}
             log.warning("not carried over (made from the old thresholds; re-create them): %s", dropped)
         manifest.pruning = spec.update(manifest.pruning, manifest.num_layers, values)
-        manifest.history = [*manifest.history, {**step, "pruneport": pruneport.__version__}]
+        manifest.record(**step)
         manifest.write(tmp)
     return out
+
+
+@dataclass
+class QuantizedDecisions:
+    """A quantized folder and how its pruning decisions compare with the FP32 folder's on the calibration data:
+    ``agreement`` as quantized, or ``refit`` when its thresholds were re-fitted to FP32's decisions in place."""
+
+    out: Path
+    agreement: Agreement | None = None
+    refit: RefitResult | None = None
+
+
+def quantize_checked(
+    folder: str | Path,
+    data: TokenizedData,
+    out: str | Path,
+    options: Any,
+    validation: TokenizedData | None = None,
+    overwrite: bool = False,
+    refit: bool = False,
+) -> QuantizedDecisions:
+    """``pruneport quantize``: quantize ``folder`` into ``out`` (:func:`pruneport.calibration.quantize.
+    quantize_folder` with ``options``), then compare its kept tokens with FP32's on ``data``, or with ``refit``
+    re-fit its thresholds to FP32's decisions (written into ``out`` in place)."""
+    from pruneport.calibration.quantize import quantize_folder
+
+    out = quantize_folder(folder, data, out, options, validation=validation, overwrite=overwrite)
+    reference = FolderRunner(folder).evaluate(data).tokens_per_layer
+    runner = FolderRunner(out)
+    if not refit:
+        return QuantizedDecisions(out, agreement=kept_agreement(reference, runner.evaluate(data).tokens_per_layer))
+    result = refit_to_reference(runner, data, reference)
+    write_thresholds(out, out, result.values, {"step": "calibrate", "refit_to": str(folder)}, True, in_place=True)
+    return QuantizedDecisions(out, refit=result)

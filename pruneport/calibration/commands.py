@@ -100,9 +100,8 @@ def _load(args: argparse.Namespace, folder: Path, split: str | None = None):
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from pruneport.calibration.calibrate import refit_to_reference, write_thresholds
-    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
-    from pruneport.calibration.runner import FolderRunner
+    from pruneport.calibration.calibrate import quantize_checked
+    from pruneport.calibration.quantize import QuantizeOptions
 
     opts = QuantizeOptions(
         backend=args.backend,
@@ -114,25 +113,18 @@ def _quantize(args: argparse.Namespace) -> int:
     opts.check()
     data = _load(args, args.folder)
     validation = _load(args, args.folder, args.validation_split) if args.max_drop is not None else None
-    out = quantize_folder(args.folder, data, args.out, opts, validation=validation, overwrite=args.overwrite)
+    done = quantize_checked(
+        args.folder, data, args.out, opts, validation, overwrite=args.overwrite, refit=args.refit_thresholds
+    )
     scheme = f"{args.backend} {args.mode}" if args.backend == "onnxruntime" else args.backend
-    print(f"wrote {out} ({scheme}, score path {'FP32' if opts.score_path_fp32 else 'INT8'})")
-    reference = FolderRunner(args.folder).evaluate(data).tokens_per_layer
-    runner = FolderRunner(out)
-    if args.refit_thresholds:
-        result = refit_to_reference(runner, data, reference)
-        step = {"step": "calibrate", "refit_to": str(args.folder)}
-        write_thresholds(out, out, result.values, step, overwrite=True, in_place=True)
+    print(f"wrote {done.out} ({scheme}, score path {'FP32' if opts.score_path_fp32 else 'INT8'})")
+    if done.refit is not None:
+        before, after = done.refit.before.identical, done.refit.after.identical
+        print(f"re-fitted thresholds: identical kept tokens {before:.1%} -> {after:.1%}")
+    elif done.agreement is not None:
         print(
-            f"re-fitted thresholds: identical kept tokens {result.before.identical:.1%} -> {result.after.identical:.1%}"
-        )
-    else:
-        from pruneport.calibration.calibrate import kept_agreement
-
-        agreement = kept_agreement(reference, runner.evaluate(data).tokens_per_layer)
-        print(
-            f"kept-token agreement with FP32 on the calibration data: {agreement.identical:.1%} identical, "
-            f"mean relative difference {agreement.mean_relative_difference:.3f}"
+            f"kept-token agreement with FP32 on the calibration data: {done.agreement.identical:.1%} identical, "
+            f"mean relative difference {done.agreement.mean_relative_difference:.3f}"
         )
     return 0
 

@@ -90,6 +90,7 @@ class QuantizeOptions:
         return not (self.backend == "onnxruntime" and self.mode == "dynamic")
 
     def check(self) -> None:
+        """Raise ValueError for an unknown backend, mode or calibration method, or a ``max_drop`` outside (0, 1)."""
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.mode not in ORT_MODES:
@@ -126,9 +127,7 @@ def score_path(model: onnx.ModelProto, table: list[MatMulInfo], manifest: Manife
     attention_decides = spec is not None and spec.score_source == "attention"
     layers = pruning_layers(manifest) if attention_decides else []
     names = [
-        m.name
-        for m in table
-        if m.role in DECISION_ROLES or (m.role in SCORE_ROLES_ATTENTION and m.layer in layers)
+        m.name for m in table if m.role in DECISION_ROLES or (m.role in SCORE_ROLES_ATTENTION and m.layer in layers)
     ]
     softmaxes = []
     if layers:
@@ -418,7 +417,7 @@ def quantize_folder(
             log.warning("not carried over (made from the FP32 graph; re-create them): %s", dropped)
         manifest.model_file = model_file
         manifest.precision = "int8"
-        manifest.history = [*manifest.history, step]
+        manifest.record(**step)
         manifest.extra = {
             **manifest.extra,
             "backend": opts.backend,

@@ -40,6 +40,7 @@ class RunResult:
 
     @property
     def predictions(self) -> np.ndarray:
+        """Predicted class per example [n]: the argmax of the logits."""
         return self.logits.argmax(-1)
 
 

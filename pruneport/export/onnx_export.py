@@ -113,9 +113,9 @@ def write_export_folder(
             pad_token_id=cfg.pad_token_id,
             pruneport_version=pruneport.__version__,
             opset=graph_opset(proto),
-            history=[{"step": "export", "source": loaded.source, "torch": torch.__version__}],
             extra={"notes": loaded.notes, **extra},
         )
+        manifest.record("export", source=loaded.source, torch=torch.__version__)
         manifest.write(tmp)
         if split:
             from pruneport.export.split import add_split_export

@@ -37,12 +37,12 @@ def add_openvino_ir(folder: Path, manifest: Manifest, fp16: bool = False) -> dic
     log.info("converting %s to OpenVINO IR (%s weights)", manifest.model_file, "FP16" if fp16 else "FP32")
     _convert_file(folder / manifest.model_file, folder / xml, fp16)
     info: dict[str, Any] = {"model_file": xml, "weights": "f16" if fp16 else "f32", "openvino": ov.get_version()}
-    stages = (manifest.extra.get("split") or {}).get("stages", [])
+    stages = manifest.split_stages
     if stages:
         info["stages"] = []
         for stage in stages:
-            stage_xml = Path(stage["file"]).with_suffix(".xml").as_posix()
-            _convert_file(folder / stage["file"], folder / stage_xml, fp16)
+            stage_xml = Path(stage.file).with_suffix(".xml").as_posix()
+            _convert_file(folder / stage.file, folder / stage_xml, fp16)
             info["stages"].append(stage_xml)
     manifest.extra["openvino"] = info
     return info
@@ -63,7 +63,7 @@ def convert_to_openvino(src: str | Path, out: str | Path, fp16: bool = False, ov
         manifest.drop_derived(("openvino",))  # an earlier conversion is made again below
         carry_over(src, tmp, manifest)
         info = add_openvino_ir(tmp, manifest, fp16)
-        manifest.history.append({"step": "convert", "format": "openvino", **info})
+        manifest.record("convert", format="openvino", **info)
         manifest.write(tmp)
     log.info("wrote %s", out)
     return out

@@ -91,10 +91,12 @@ class Stage(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
+        """The model's inputs for the first stage, else ``hidden``, ``live``, ``initial_lengths``."""
         return self.model.input_names if self.start < 0 else ["hidden", "live", "initial_lengths"]
 
     @property
     def output_names(self) -> list[str]:
+        """``logits`` (last stage) or ``state``, ``keep``; plus ``counts`` when an attention runs in the stage."""
         names = ["logits"] if self.end is None else ["state", "keep"]
         return names + (["counts"] if self.attention_layers() else [])
 
@@ -203,7 +205,7 @@ def add_split_export(model: PrunedSequenceClassifier, folder: str | Path, opset:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     manifest.extra["split"] = info
-    manifest.history.append({"step": "split", "stages": len(entries)})
+    manifest.record("split", stages=len(entries))
     manifest.write(folder)
     log.debug("split manifest entry: %s", json.dumps(info))
     return info

@@ -70,14 +70,17 @@ class MatMulInfo:
     scope: str = ""
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (an entry of the manifest's ``extra["matmuls"]``)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> MatMulInfo:
+        """The inverse of :meth:`to_dict`."""
         return cls(**data)
 
 
 def name_scopes(node: onnx.NodeProto) -> list[str]:
+    """The node's module name scopes from its ``pkg.torch.onnx.name_scopes`` metadata ([] when absent or unreadable)."""
     for prop in node.metadata_props:
         if prop.key == NAME_SCOPES:
             try:
@@ -176,6 +179,7 @@ class GraphIndex:
 
 
 def layer_of_scope(path: str) -> tuple[int, str] | None:
+    """(layer, rest) of a module path ``layer.{i}.{rest}``, else None."""
     m = _LAYER.match(path)
     return (int(m.group(1)), m.group(2)) if m else None
 

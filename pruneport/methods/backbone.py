@@ -74,6 +74,7 @@ class BackboneConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (the export manifest's ``backbone``)."""
         return asdict(self)
 
     @property
@@ -172,6 +173,7 @@ class DenseLayerNorm(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """x [..., d_in], residual [..., d_out] -> ``LayerNorm(dropout(dense(x)) + residual)`` [..., d_out]."""
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
@@ -198,12 +200,15 @@ class Attention(nn.Module):
 
 
 class Intermediate(nn.Module):
+    """The FFN's first half, ``act(dense(x))`` from hidden to intermediate size (HF's BertIntermediate)."""
+
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.act = _ACTIVATIONS[cfg.hidden_act]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B,S,hidden] -> [B,S,intermediate_size]."""
         return self.act(self.dense(x))
 
 
@@ -219,6 +224,7 @@ class EncoderLayer(nn.Module):
         )
 
     def ffn(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's second half: intermediate, output projection, residual and LayerNorm; [B,S,D] -> [B,S,D]."""
         return self.output(self.intermediate(x), x)
 
 
@@ -236,4 +242,5 @@ class ClassificationHead(nn.Module):
         self.out_proj = nn.Linear(cfg.hidden_size, cfg.num_labels)
 
     def forward(self, cls: torch.Tensor) -> torch.Tensor:
+        """CLS states [B,D] -> logits [B,num_labels]: dense, tanh, out_proj (dropout before each Linear)."""
         return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(cls)))))

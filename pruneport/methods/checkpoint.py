@@ -71,6 +71,7 @@ class LoadedModel:
 
 
 def require_path(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` as a Path; CheckpointError ``{what} not found`` when it does not exist."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{what} not found: {p}")
@@ -78,6 +79,7 @@ def require_path(path: str | Path, what: str = "checkpoint") -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's content; CheckpointError when the file is missing or not valid JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -167,6 +169,7 @@ class MappedState(dict):
         self.origin: dict[str, str] = {}
 
     def put(self, name: str, source_key: str, value: torch.Tensor) -> None:
+        """Store ``value`` under pruneport's ``name`` and remember its checkpoint key ``source_key``."""
         self[name] = value
         self.origin[name] = source_key
 
@@ -267,6 +270,7 @@ def loaded_from_hf_folder(
 
 
 def label_names_from_config(config: dict[str, Any], num_labels: int) -> list[str]:
+    """Names of labels 0..num_labels-1 from a HF config's ``id2label`` (str or int keys), ``LABEL_{i}`` where absent."""
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(num_labels)]
     return names

@@ -32,6 +32,7 @@ class CheckpointFileKind:
 
     @property
     def unsafe_globals(self) -> list[str]:
+        """The ``globals`` outside ``SAFE_GLOBAL_PREFIXES`` (the names shown to the user), in order."""
         return [g for g in self.globals if not g.startswith(SAFE_GLOBAL_PREFIXES)]
 
 

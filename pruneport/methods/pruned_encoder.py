@@ -45,11 +45,14 @@ class TokenPruner(nn.Module):
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """keep [B,S] before layer ``layer`` (``hidden`` [B,S,D] is its input), or None; the default prunes nothing."""
         return None
 
     def after_attention(
         self, layer: int, probs: torch.Tensor, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """keep [B,S] after layer ``layer``'s attention (probs [B,H,S,S], its output ``hidden`` [B,S,D]), before
+        the FFN, or None; the default prunes nothing."""
         return None
 
     # Optional hooks for methods that mask instead of removing (Transkimmer ``master``); the defaults change nothing.
@@ -139,6 +142,7 @@ class PrunedSequenceClassifier(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
+        """``input_ids``, ``attention_mask`` and, for backbones with token types, ``token_type_ids``."""
         names = ["input_ids", "attention_mask"]
         if self.config.uses_token_type_ids:
             names.append("token_type_ids")
@@ -146,6 +150,7 @@ class PrunedSequenceClassifier(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
+        """``logits``, ``tokens_per_layer`` and, when built with ``output_hidden``, ``last_hidden_state``."""
         names = ["logits", "tokens_per_layer"]
         if self.output_hidden:
             names.append("last_hidden_state")
@@ -157,6 +162,8 @@ class PrunedSequenceClassifier(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
+        """input_ids, attention_mask[, token_type_ids] [B,S] -> (logits [B,labels], tokens_per_layer [B,L] int64[,
+        last_hidden_state [B,S,D]])."""
         live = attention_mask.bool()
         state = PruneState(initial_lengths=live.sum(1))
         hidden = self.embeddings(input_ids, live, token_type_ids)

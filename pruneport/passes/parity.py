@@ -21,6 +21,8 @@ class ParityError(ValueError):
 
 @dataclass
 class ParityResult:
+    """What :func:`check_parity` compared when it found no mismatch."""
+
     inputs: int  # examples compared (batch-1 runs plus rows of the mixed batch)
     max_abs_diff: float  # largest float-output difference seen (rows whose integer outputs agree)
     rows_equal: int | None = None  # with exact_ints=False: rows whose integer outputs (tokens_per_layer) agree

@@ -16,7 +16,6 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-import pruneport
 from pruneport.export.folders import carry_over, check_output, staged_folder
 from pruneport.export.manifest import DERIVED_ENTRIES, Manifest
 from pruneport.passes.parity import DEFAULT_ATOL, check_parity
@@ -31,6 +30,8 @@ PARITY_MAX_LENGTH = 64  # longest random input of the parity gate (keeps it fast
 
 @dataclass
 class PassRun:
+    """One applied pass: its name, the number of rewrites it made and the seconds it took."""
+
     name: str
     count: int
     seconds: float
@@ -83,7 +84,6 @@ def optimize_folder(
         runs = optimize_file(model_path, tmp / MODEL_FILE, specs)
         lowers_precision = any(getattr(spec.module, "PRECISION", None) for spec in specs)
         entry = {"step": "optimize", "target": target, "passes": [[r.name, r.count] for r in runs]}
-        entry["pruneport"] = pruneport.__version__
         if verify:
             backbone = manifest.backbone
             result = check_parity(
@@ -109,7 +109,7 @@ def optimize_folder(
         for spec in specs:  # a pass that changes the graph's precision (fp16) says so in the manifest
             manifest.precision = getattr(spec.module, "PRECISION", manifest.precision)
         manifest.opset = max(manifest.opset, _default_opset(tmp / MODEL_FILE))
-        manifest.history = [*manifest.history, entry]
+        manifest.record(**entry)
         manifest.write(tmp)
     return out, runs
 

@@ -42,12 +42,16 @@ DEFAULT_PIPELINES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class PassSpec:
+    """A pass: its name, one-line summary, the module (or object) with ``apply``, and the backends that run its
+    output."""
+
     name: str
     summary: str
     module: ModuleType
     runs_on: tuple[str, ...] | None  # the backends that run its output, or None for standard ONNX
 
     def apply(self, model) -> int:
+        """Rewrite ``model`` (an ``onnx_ir.Model``) in place; returns the number of rewrites."""
         return int(self.module.apply(model))
 
 

@@ -32,10 +32,7 @@ in one process; the statistics use numpy.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +43,8 @@ from typing import Any
 import numpy as np
 
 from pruneport.export.manifest import Manifest
+from pruneport.report.bench_machine import load_average, machine_info, usable_cpus
+from pruneport.report.bench_rows import BenchRow, compute_ratios, write_json
 from pruneport.report.bench_systems import System, eager_system, folder_precision, folder_system
 
 log = logging.getLogger(__name__)
@@ -54,28 +53,6 @@ BACKENDS = ("onnxruntime", "openvino")
 BASELINE_BACKENDS = ("onnxruntime", "openvino", "pytorch")
 MEMORY_MODES = ("subprocess", "off")
 MEMORY_BATCHES = 2  # the widest batches a memory probe runs per batch size
-ROW_FIELDS = (
-    "model",
-    "method",
-    "backend",
-    "precision",
-    "batch_size",
-    "dataset",
-    "n",
-    "throughput",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "accuracy",
-    "relative_flops",
-    "peak_rss_mb",
-)
-RATIO_NAMES = (
-    "speedup_vs_unpruned_same_backend",
-    "speedup_vs_unpruned_same_quantizer",
-    "speedup_vs_best_plain_baseline",
-    "flops_ratio",
-    "speedup_over_flops_ratio",
-)
 
 
 class BenchError(ValueError):
@@ -114,6 +91,7 @@ class BenchConfig:
     optimum: str = "auto"  # auto: optimum-intel baselines when its environment exists; off; or that python's path
 
     def check(self) -> None:
+        """BenchError (a ValueError naming the option to change) for settings that cannot run."""
         if not self.folders and self.baseline_from is None:
             raise BenchError("nothing to benchmark: give export folders and/or --baseline-from MODEL")
         if self.device not in ("cpu", "gpu"):
@@ -310,6 +288,7 @@ class Inputs:
 
 
 def encode_for(system: System, texts: list, max_length: int):
+    """``texts`` tokenized by ``system``'s own tokenizer, truncated to ``max_length`` (truncations counted)."""
     import warnings
 
     from pruneport.runtime.text import TextEncoder
@@ -410,8 +389,8 @@ def measure(
     return result
 
 
-def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: int, dataset: str) -> dict[str, Any]:
-    """One result row (the fields of :data:`ROW_FIELDS` plus details)."""
+def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: int, dataset: str) -> BenchRow:
+    """One result row of ``system`` at ``batch_size``."""
     from pruneport.flops import relative_flops
 
     n = len(inputs.texts)
@@ -425,158 +404,29 @@ def summarize(system: System, measured: Measured, inputs: Inputs, batch_size: in
     if inputs.labels is not None:
         accuracy = float((measured.logits.argmax(-1) == inputs.labels).mean())
     p50, p90 = (float(v) for v in np.percentile(per_batch_ms, [50, 90]))
-    row: dict[str, Any] = {
-        "model": system.model,
-        "method": system.method,
-        "backend": system.backend,
-        "precision": system.precision,
-        "batch_size": batch_size,
-        "dataset": dataset,
-        "n": n,
-        "throughput": float(n / statistics.median(passes)),
-        "latency_p50_ms": p50 if batch_size == 1 else None,
-        "latency_p90_ms": p90 if batch_size == 1 else None,
-        "accuracy": accuracy,
-        "relative_flops": relative_flops(system.backbone, tokens, lengths=inputs.lengths),
-        "peak_rss_mb": None,
-        "throughput_best": float(n / passes.min()),
-        # each batch's fastest repeat, summed: what the machine can do when nothing else interrupts (robust to
-        # load spikes that hit one pass; the estimator of benchmarks/bench_prune_overhead.py)
-        "throughput_batch_min": float(n / measured.seconds.min(axis=0).sum()),
-        "throughput_first_pass": float(n / passes[0]),
-        "batch_latency_p50_ms": p50,
-        "batch_latency_p90_ms": p90,
-        "pass_seconds": [float(s) for s in passes],
-        "mean_tokens_per_layer": [float(v) for v in tokens.mean(0)],
-        "bucket": system.bucket,
-        **system.notes,
-    }
-    row["key"] = row_key(row)
-    return row
-
-
-def row_key(row: dict[str, Any]) -> str:
-    return f"{row['model']}|{row['method']}|{row['backend']}|{row['precision']}|{row['dataset']}|b{row['batch_size']}"
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Ratios and machine
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def compute_ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Ratios of every pruneport row against the unpruned baselines measured in the same run (same data, batch).
-
-    speedup_vs_unpruned_same_backend: throughput / the plain FP32 export's on the same backend.
-    speedup_vs_best_plain_baseline: throughput / the fastest unpruned FP32 baseline (any backend, PyTorch included).
-    flops_ratio: unpruned FLOPs / this row's FLOPs (1 / relative_flops).
-    speedup_over_flops_ratio: speedup_vs_unpruned_same_backend / flops_ratio (1.0 = the FLOPs saving fully turned
-    into speed; INT8 rows also carry the INT8 gain).
-    speedup_vs_unpruned_same_quantizer: throughput / the unpruned model's quantized by the same quantizer (same
-    backend and scheme; the plain FP32 export for FP32 rows): what pruning adds on top of INT8.
-    Plus accuracy_drop_vs_unpruned: the same-backend baseline's accuracy minus this row's (points of 1.0).
-    """
-    from pruneport.report.bench_baselines import BASELINE_METHODS, PLAIN_METHOD
-
-    baselines = [r for r in rows if r["method"] in BASELINE_METHODS and r["precision"] == "fp32"]
-    ratios: dict[str, Any] = {name: {} for name in RATIO_NAMES}
-    ratios["accuracy_drop_vs_unpruned"] = {}
-    for row in rows:
-        if row["method"] in BASELINE_METHODS:
-            continue
-        same = [b for b in baselines if (b["dataset"], b["batch_size"]) == (row["dataset"], row["batch_size"])]
-        key = row["key"]
-        flops_ratio = 1.0 / row["relative_flops"] if row["relative_flops"] else None
-        ratios["flops_ratio"][key] = flops_ratio
-        plain = [b for b in same if b["method"] == PLAIN_METHOD and b["backend"] == row["backend"]]
-        if plain:
-            speedup = row["throughput"] / plain[0]["throughput"]
-            ratios["speedup_vs_unpruned_same_backend"][key] = speedup
-            ratios["speedup_over_flops_ratio"][key] = speedup / flops_ratio if flops_ratio else None
-            if row["accuracy"] is not None and plain[0]["accuracy"] is not None:
-                ratios["accuracy_drop_vs_unpruned"][key] = plain[0]["accuracy"] - row["accuracy"]
-        twin = [
-            b
-            for b in rows
-            if b["method"] == PLAIN_METHOD
-            and (b["dataset"], b["batch_size"], b["backend"], b["precision"])
-            == (row["dataset"], row["batch_size"], row["backend"], row["precision"])
-            and b.get("quantization") == row.get("quantization")
-        ]
-        if twin:
-            ratios["speedup_vs_unpruned_same_quantizer"][key] = row["throughput"] / twin[0]["throughput"]
-            ratios.setdefault("unpruned_same_quantizer", {})[key] = twin[0]["key"]
-        if same:
-            best = max(same, key=lambda b: b["throughput"])
-            ratios["speedup_vs_best_plain_baseline"][key] = row["throughput"] / best["throughput"]
-            ratios.setdefault("best_plain_baseline", {})[key] = best["key"]
-    ratios["definitions"] = {
-        "speedup_vs_unpruned_same_backend": "throughput / plain FP32 export's throughput, same backend, data, batch",
-        "speedup_vs_best_plain_baseline": "throughput / fastest unpruned FP32 baseline (plain ONNX on ORT or "
-        "OpenVINO, optimum-intel's OpenVINO export, or PyTorch)",
-        "flops_ratio": "unpruned FLOPs / pruned FLOPs (1 / relative_flops)",
-        "speedup_over_flops_ratio": "speedup_vs_unpruned_same_backend / flops_ratio",
-        "speedup_vs_unpruned_same_quantizer": "throughput / the unpruned model quantized the same way (same "
-        "backend, precision and scheme), same data, batch",
-        "accuracy_drop_vs_unpruned": "same-backend plain FP32 accuracy minus this row's accuracy",
-    }
-    return ratios
-
-
-def _cpu_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"cpu": platform.processor() or "unknown"}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["cpu"] = line.split(":", 1)[1].strip()
-        elif line.startswith("flags") and not flags:
-            flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    info["isa"] = [f for f in wanted if f in flags]
-    return info
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("pruneport", "onnxruntime", "openvino", "torch", "transformers", "numpy", "onnx", "nncf"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, memory, OS, versions, load, thread settings."""
-    mem_total = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        **_cpu_info(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gib": mem_total,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": _versions(),
-        "intra_op_threads": threads,
-        "ort_allow_spinning": False,
-        "openvino_hint": "LATENCY, INFERENCE_PRECISION_HINT f32",
-        "torch_threads": threads,
-        "nice": os.nice(0) if hasattr(os, "nice") else None,
-        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return BenchRow(
+        model=system.model,
+        method=system.method,
+        backend=system.backend,
+        precision=system.precision,
+        batch_size=batch_size,
+        dataset=dataset,
+        n=n,
+        throughput=float(n / statistics.median(passes)),
+        latency_p50_ms=p50 if batch_size == 1 else None,
+        latency_p90_ms=p90 if batch_size == 1 else None,
+        accuracy=accuracy,
+        relative_flops=relative_flops(system.backbone, tokens, lengths=inputs.lengths),
+        throughput_best=float(n / passes.min()),
+        throughput_batch_min=float(n / measured.seconds.min(axis=0).sum()),
+        throughput_first_pass=float(n / passes[0]),
+        batch_latency_p50_ms=p50,
+        batch_latency_p90_ms=p90,
+        pass_seconds=[float(s) for s in passes],
+        mean_tokens_per_layer=[float(v) for v in tokens.mean(0)],
+        bucket=system.bucket,
+        notes=dict(system.notes),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -618,6 +468,7 @@ def common_max_length(cfg: BenchConfig) -> int:
 
 
 def dataset_name(spec: str) -> str:
+    """The short name of a data set argument (``sst2`` for the SST-2 path, else the file's stem)."""
     from pruneport.calibration.data import SHORT_NAMES
 
     return SHORT_NAMES.get(spec.lower(), Path(spec).stem or spec)
@@ -630,8 +481,7 @@ def run_bench(
     ``skipped``). With ``partial_json``, the rows measured so far are written there after each batch size (so a
     run killed later, for example for memory, keeps them; the memory probes come last)."""
     cfg.check()
-    threads = cfg.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    cfg.threads = int(threads or 1)
+    cfg.threads = int(cfg.threads or usable_cpus())
     machine = machine_info(cfg.threads)
     max_length = common_max_length(cfg)
     systems, skipped = open_systems(cfg, max_length)
@@ -644,7 +494,8 @@ def run_bench(
         f"{dataset}: {len(inputs.texts)} examples, mean length {inputs.lengths.mean():.1f}, "
         f"{inputs.truncated} truncated to {max_length}"
     )
-    rows: list[dict[str, Any]] = []
+    rows: list[BenchRow] = []
+    labels: list[str] = []  # the system of each row
     widest: dict[str, dict[int, list[dict[str, np.ndarray]]]] = {s.label: {} for s in systems}
     for batch_size in cfg.batch_sizes:
         batches = inputs.batches[batch_size]
@@ -652,14 +503,13 @@ def run_bench(
         progress(f"batch size {batch_size}: {len(batches)} batches x {len(systems)} systems x {cfg.repeats} repeats")
         measured = measure(systems, feeds, batches, len(inputs.texts), cfg.repeats, cfg.warmup, progress)
         for system in systems:
-            row = summarize(system, measured[system.label], inputs, batch_size, dataset)
-            row["_label"] = system.label
-            rows.append(row)
+            rows.append(summarize(system, measured[system.label], inputs, batch_size, dataset))
+            labels.append(system.label)
             by_width = sorted(feeds[system.label], key=lambda f: -f["input_ids"].size)
             widest[system.label][batch_size] = by_width[:MEMORY_BATCHES]
         if partial_json is not None:
-            partial = {"machine": machine, "rows": rows, "ratios": compute_ratios(rows), "skipped": skipped}
-            write_json({**partial, "partial": True}, partial_json)
+            partial = {"machine": machine, "rows": [r.to_dict() for r in rows], "ratios": compute_ratios(rows)}
+            write_json({**partial, "skipped": skipped, "partial": True}, partial_json)
     if cfg.memory == "subprocess":
         from pruneport.report.bench_memory import probe_memory
 
@@ -667,12 +517,10 @@ def run_bench(
         for system in systems:
             progress(f"peak memory of {system.label} (fresh process)")
             peaks = probe_memory(system.spec, widest[system.label], cfg.threads, cfg.work)
-            for row in rows:
-                if row["_label"] == system.label:
-                    row["peak_rss_mb"] = peaks.get(row["batch_size"])
-    for row in rows:
-        row.pop("_label")
-    machine["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+            for row, label in zip(rows, labels, strict=True):
+                if label == system.label:
+                    row.peak_rss_mb = peaks.get(row.batch_size)
+    machine["load_average_end"] = load_average()
     settings = {
         "folders": [str(f) for f in cfg.folders],
         "data": cfg.data,
@@ -701,7 +549,7 @@ def run_bench(
     return {
         "machine": machine,
         "settings": settings,
-        "rows": rows,
+        "rows": [r.to_dict() for r in rows],
         "ratios": compute_ratios(rows),
         "skipped": skipped,
     }
@@ -718,41 +566,3 @@ def release_sessions(systems: list[System]) -> None:
     for system in systems:
         system.run = released
     gc.collect()
-
-
-def write_json(result: dict[str, Any], path: str | Path) -> Path:
-    """Write the result atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """A Markdown table of the rows with the main ratios."""
-    ratios = result["ratios"]
-
-    def fmt(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    head = (
-        "| data | batch | model | method | backend | precision | seq/s | p50 ms | p90 ms | accuracy | rel. FLOPs | "
-        "peak RSS MB | speedup vs unpruned (same backend) | vs unpruned (same quantizer) | vs best plain | "
-        "speedup / FLOPs ratio |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for row in sorted(result["rows"], key=lambda r: (r["dataset"], r["batch_size"], r["method"], r["backend"])):
-        key = row["key"]
-        lines.append(
-            f"| {row['dataset']} | {row['batch_size']} | {row['model']} | {row['method']} | {row['backend']} | "
-            f"{row['precision']} | {row['throughput']:.1f} | {fmt(row['latency_p50_ms'], '.2f')} | "
-            f"{fmt(row['latency_p90_ms'], '.2f')} | {fmt(row['accuracy'], '.4f')} | {row['relative_flops']:.3f} | "
-            f"{fmt(row['peak_rss_mb'], '.0f')} | "
-            f"{fmt(ratios['speedup_vs_unpruned_same_backend'].get(key), '.2f')} | "
-            f"{fmt(ratios['speedup_vs_unpruned_same_quantizer'].get(key), '.2f')} | "
-            f"{fmt(ratios['speedup_vs_best_plain_baseline'].get(key), '.2f')} | "
-            f"{fmt(ratios['speedup_over_flops_ratio'].get(key), '.2f')} |"
-        )
-    return "\n".join(lines)

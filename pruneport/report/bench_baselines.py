@@ -218,7 +218,7 @@ def build_baselines(
         log.info("exporting the unpruned %s with plain torch.onnx (dynamo)", arch)
         export_plain_onnx(model, tmp / "model.onnx", input_names, cfg.max_tokens)
         (tmp / "tokenizer.json").write_text(loaded.tokenizer_json, encoding="utf-8")
-        Manifest(
+        manifest = Manifest(
             method=PLAIN_METHOD,
             backbone=cfg.to_dict(),
             pruning={},
@@ -228,9 +228,10 @@ def build_baselines(
             max_length=max_length,
             pad_token_id=cfg.pad_token_id,
             pruneport_version=pruneport.__version__,
-            history=[{"step": "baseline-export", "source": str(source), "torch": torch.__version__}],
             extra={"baseline_exporter": exporter, "architecture": arch},
-        ).write(tmp)
+        )
+        manifest.record("baseline-export", source=str(source), torch=torch.__version__)
+        manifest.write(tmp)
         (tmp / SOURCE_FILE).write_text(json.dumps(stamp), encoding="utf-8")
         tmp.rename(onnx_dir)
     except BaseException:
@@ -253,6 +254,7 @@ class EagerSession:
         self.output_names = ["logits"]
 
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """feeds {input name: int64 array} -> {"logits": float32 array}, in inference mode."""
         torch = self._torch
         with torch.inference_mode():
             inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}

@@ -118,7 +118,8 @@ def split_folder_backends(specs: list[str]) -> tuple[list[Path], dict[str, tuple
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pruneport.report.bench import BenchConfig, format_table, run_bench, write_json
+    from pruneport.report.bench import BenchConfig, run_bench
+    from pruneport.report.bench_rows import format_table, write_json
     from pruneport.validate import check_output_file, check_output_folder
 
     if args.json is not None:  # outputs first: a bad --json must not fail after the whole benchmark ran

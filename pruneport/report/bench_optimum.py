@@ -117,7 +117,7 @@ def _write_manifest(folder: Path, plain: Manifest, plain_folder: Path, info: dic
     extra: dict[str, Any] = {"baseline_exporter": info["exporter"], "optimum": info}
     if kind == "int8":
         extra["quantization"] = {"scheme": OPTIMUM_SCHEME, "backend": "openvino"}
-    Manifest(
+    manifest = Manifest(
         method=OPTIMUM_METHOD,
         backbone=dict(plain.backbone),
         pruning={},
@@ -129,6 +129,8 @@ def _write_manifest(folder: Path, plain: Manifest, plain_folder: Path, info: dic
         model_file=info["model_file"],
         precision=kind,
         pruneport_version=plain.pruneport_version,
-        history=[*plain.history, {"step": "optimum-intel-export", "exporter": info["exporter"], "python": sys.version}],
+        history=list(plain.history),
         extra=extra,
-    ).write(folder)
+    )
+    manifest.record("optimum-intel-export", exporter=info["exporter"], python=sys.version)
+    manifest.write(folder)

@@ -37,6 +37,7 @@ class System:
 
     @property
     def label(self) -> str:
+        """model/backend/precision: the system's name in progress lines and memory probes."""
         return f"{self.model}/{self.backend}/{self.precision}"
 
 
@@ -54,6 +55,7 @@ def open_runtime_session(folder: Path, manifest: Manifest, backend: str, threads
 
 
 def folder_precision(manifest: Manifest) -> str:
+    """The folder's precision in lower case (fp32, fp16, int8)."""
     return str(manifest.precision or "fp32").lower()
 
 

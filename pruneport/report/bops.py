@@ -209,8 +209,10 @@ def bits_summary(entries: Sequence[MatMulBits]) -> dict[str, Any]:
 
 
 def giga(values: np.ndarray | float) -> float:
+    """The mean of ``values`` divided by 1e9."""
     return float(np.mean(values)) / 1e9
 
 
 def hidden_size(backbone: Mapping[str, Any]) -> int:
+    """``hidden_size`` of a backbone config dict, as an int."""
     return int(backbone["hidden_size"])

@@ -5,19 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pruneport.report.build import QUANTIZE_VARIANTS
 from pruneport.validate import positive_int
-
-REPORT_ENTRIES = ("report.json", "report.csv", "report.md", "report.png", "models")  # what ``report`` writes in OUT
-
-QUANTIZE_VARIANTS = {
-    # name: (backend, mode, keep_score_path)
-    "ort": ("onnxruntime", "static", True),
-    "ort-all": ("onnxruntime", "static", False),
-    "ort-dynamic": ("onnxruntime", "dynamic", True),
-    "ort-dynamic-all": ("onnxruntime", "dynamic", False),  # pruneport quantize's default
-    "ov": ("openvino", "static", True),
-    "ov-all": ("openvino", "static", False),
-}
 
 
 def _scales(text: str) -> tuple[float, ...]:
@@ -67,54 +56,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_bench_parser(sub)
 
 
-def _as_export_folder(path: Path, out: Path, method: str | None) -> Path:
-    if (path / "pruneport.json").exists():
-        return path
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    from pruneport.export.onnx_export import write_export_folder
-    from pruneport.methods import load_checkpoint
-
-    folder = out / "models" / f"fp32-{path.stem}"
-    return write_export_folder(load_checkpoint(path, method), folder, overwrite=True)
-
-
 def _report(args: argparse.Namespace) -> int:
-    from pruneport.calibration.batches import tokenized_batches
-    from pruneport.calibration.calibrate import refit_to_reference, write_thresholds
-    from pruneport.calibration.quantize import QuantizeOptions, quantize_folder
-    from pruneport.calibration.runner import FolderRunner
-    from pruneport.export.folders import check_output
-    from pruneport.export.manifest import Manifest
-    from pruneport.report.sweep import DEFAULT_SCALES, F1_TASKS, sweep, write_report
+    from pruneport.report.build import ReportRequest, build_report
 
-    variants = [v for v in args.quantize.split(",") if v]
-    unknown = [v for v in variants if v not in QUANTIZE_VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown --quantize variants {unknown}; choose among {', '.join(QUANTIZE_VARIANTS)}")
-    check_output(args.out, args.models, args.overwrite, owned=REPORT_ENTRIES)
-    folders = [_as_export_folder(m, args.out, args.method) for m in args.models]
-    for folder in list(folders):
-        if variants and Manifest.read(folder).precision == "fp32":
-            calib = tokenized_batches(folder, args.data, args.calib_split, args.calib_limit, 16)
-            reference = FolderRunner(folder).evaluate(calib).tokens_per_layer if args.refit else None
-            for v in variants:
-                backend, mode, keep = QUANTIZE_VARIANTS[v]
-                target = args.out / "models" / f"{folder.name}-{v}"
-                quantize_folder(
-                    folder, calib, target, QuantizeOptions(backend, mode, keep_score_path=keep), overwrite=True
-                )
-                folders.append(target)
-                if reference is not None:
-                    fit = refit_to_reference(FolderRunner(target), calib, reference)
-                    refit = target.with_name(target.name + "-refit")
-                    write_thresholds(target, refit, fit.values, {"step": "calibrate", "refit_to": str(folder)}, True)
-                    folders.append(refit)
-    data = tokenized_batches(folders[0], args.data, args.split, args.limit, args.batch_size)
-    use_f1 = args.metric == "f1" or (args.metric == "auto" and any(t in args.data.lower() for t in F1_TASKS))
-    points, baseline = sweep(folders, data, args.scales or DEFAULT_SCALES, use_f1=use_f1)
-    meta = {"data": data.source, "examples": data.n, "models": [str(f) for f in folders]}
-    paths = write_report(args.out, points, baseline, meta, "F1" if use_f1 else "accuracy")
+    request = ReportRequest(
+        models=list(args.models),
+        out=args.out,
+        data=args.data,
+        split=args.split,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        scales=args.scales,
+        metric=args.metric,
+        quantize=tuple(v for v in args.quantize.split(",") if v),
+        refit=args.refit,
+        calib_split=args.calib_split,
+        calib_limit=args.calib_limit,
+        method=args.method,
+        overwrite=args.overwrite,
+    )
+    paths = build_report(request)
     print(paths["md"].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -24,6 +24,8 @@ from pathlib import Path
 
 
 def main() -> None:
+    """Export ``--hf`` with optimum-intel (FP32, or INT8 with ``--int8``) to ``--out`` and write its
+    ``optimum_export.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hf", type=Path, required=True, help="transformers save_pretrained folder")
     parser.add_argument("--out", type=Path, required=True)

@@ -73,6 +73,7 @@ def variant_name(folder: Path, manifest: Manifest) -> str:
 
 
 def f1_binary(labels: np.ndarray, predictions: np.ndarray, positive: int = 1) -> float:
+    """F1 score of class ``positive`` (0.0 when there is no true positive)."""
     tp = float(((predictions == positive) & (labels == positive)).sum())
     fp = float(((predictions == positive) & (labels != positive)).sum())
     fn = float(((predictions != positive) & (labels == positive)).sum())
@@ -190,6 +191,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def markdown_table(points: list[Point], baseline: dict[str, Any], meta: dict[str, Any], metric_name: str) -> str:
+    """The text of report.md: data, machine and baseline, then one table row per point."""
     lines = [
         "# Accuracy versus BOPs",
         "",
@@ -219,6 +221,7 @@ def markdown_table(points: list[Point], baseline: dict[str, Any], meta: dict[str
 
 
 def plot(path: Path, points: list[Point], baseline: dict[str, Any], metric_name: str) -> None:
+    """Save report.png: the metric against BOPs relative to FP16 unpruned (log scale), one line per variant."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -33,6 +33,7 @@ class Predictions:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (max-shifted for stability)."""
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)

@@ -146,6 +146,8 @@ class OpenVINOSession:
         return request
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch: feeds by input name -> output arrays (copies) by name, on this thread's infer request
+        (or, with static shapes, on a request compiled for the feeds' shapes)."""
         request = self._request() if self._static is None else self._static_request(feeds)
         request.infer({n: feeds[n] for n in self.input_names})
         return self._outputs(request)

@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Session(Protocol):
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    """What every engine session offers: ``run(feeds) -> {output name: array}``."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """feeds {input name: array} -> {output name: array}."""
 
 
 BACKENDS = ("onnxruntime", "openvino")

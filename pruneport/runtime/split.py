@@ -72,6 +72,7 @@ class SplitSession:
         self.output_names = ["logits", "tokens_per_layer"]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the stages in turn, packing kept tokens on the host between them; returns logits and tokens_per_layer."""
         live = feeds["attention_mask"].astype(bool)
         initial = live.sum(1).astype(np.int64)
         tokens = np.zeros((live.shape[0], self.num_layers), dtype=np.int64)
@@ -107,15 +108,8 @@ def model_files(folder: Path, manifest, backend: str) -> tuple[Path, list[Path]]
     """
     from pruneport.export.manifest import safe_file  # names were checked on reading; checked again where opened
 
-    split = manifest.extra.get("split") or {}
-    stages = [safe_file(folder, s["file"], "split stage file") for s in split.get("stages", [])]
-    single = safe_file(folder, manifest.model_file, "model_file")
-    ov = manifest.extra.get("openvino") or {}
-    if backend == "openvino" and ov:
-        single = safe_file(folder, ov["model_file"], "OpenVINO model file")
-        if ov.get("stages"):
-            stages = [safe_file(folder, f, "OpenVINO stage file") for f in ov["stages"]]
-    return single, stages
+    single, stages = manifest.model_file_for(backend)
+    return safe_file(folder, single, "model file"), [safe_file(folder, name, "stage file") for name in stages]
 
 
 def open_export(
@@ -130,13 +124,13 @@ def open_export(
     """Open an export folder's model for ``backend``: the single graph or its split stages.
 
     split: None = the backend's default (:data:`DEFAULT_SPLIT`) when the folder holds a split export; True requires
-    one. bucket: None = the manifest's ``extra["bucket"]``, else the backend default. Returns (session, bucket); the
+    one. bucket: None = the manifest's ``bucket``, else the backend default. Returns (session, bucket); the
     bucket also applies to input lengths (the caller pads to it).
     """
     from pruneport.runtime.session import open_session
 
     if bucket is None:
-        bucket = int(manifest.extra.get("bucket") or DEFAULT_BUCKET.get(backend, 0))
+        bucket = manifest.bucket or DEFAULT_BUCKET.get(backend, 0)
     if bucket < 0:
         raise ValueError(f"bucket must be >= 0, got {bucket}")
     single, stages = model_files(folder, manifest, backend)

@@ -47,6 +47,8 @@ class TextEncoder:
         self.pad_token_id = pad_token_id
 
     def encode(self, texts: Sequence[TextInput], truncate: bool = True) -> EncodedTexts:
+        """Tokenize texts or (text, text) pairs; longer than ``max_length`` they are truncated with one warning,
+        or raise TextTooLongError when ``truncate`` is False. Empty texts raise ValueError."""
         items = [_check_text(t, i) for i, t in enumerate(texts)]
         encodings = self.tokenizer.encode_batch(items)
         too_long = [i for i, e in enumerate(encodings) if len(e.ids) > self.max_length]

@@ -48,6 +48,7 @@ class EncodedData:
 
     @property
     def num_labels(self) -> int:
+        """The largest label plus one."""
         return max(self.labels) + 1
 
 
@@ -63,6 +64,7 @@ class Batch:
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The model's positional inputs: (input_ids, attention_mask[, token_type_ids])."""
         if self.token_type_ids is None:
             return (self.input_ids, self.attention_mask)
         return (self.input_ids, self.attention_mask, self.token_type_ids)

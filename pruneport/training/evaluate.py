@@ -22,6 +22,7 @@ class EvalResult:
     examples: int
 
     def to_dict(self) -> dict[str, float]:
+        """Accuracy, loss, relative FLOPs, example count and mean tokens per layer, as a JSON-ready dict."""
         return {
             "accuracy": self.accuracy,
             "loss": self.loss,

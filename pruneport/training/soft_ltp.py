@@ -88,6 +88,7 @@ class SoftLTPModel(nn.Module):
             self.thresholds.clamp_(min=0.0)
 
     def effective_thresholds(self) -> list[float]:
+        """The thresholds as floats, negative ones as 0."""
         return [max(0.0, float(t)) for t in self.thresholds.detach()]
 
 

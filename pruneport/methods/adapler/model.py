@@ -99,13 +99,16 @@ class AdapLeRParams:
     cls_scale: tuple[float, ...] | None = None
 
     def scales(self) -> tuple[float, ...]:
+        """The CLS scale per layer: ``cls_scale``, or 1.0 for every layer when it is None."""
         return self.cls_scale if self.cls_scale is not None else tuple(1.0 for _ in self.eta)
 
     def to_dict(self) -> dict[str, Any]:
+        """The parameters as the manifest's pruning dict (``cls_scale`` always written, 1.0 where unset)."""
         return {"eta": list(self.eta), "cls_scale": list(self.scales())}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdapLeRParams:
+        """Parameters from a pruning dict; ValueError when ``eta`` is missing."""
         if data.get("eta") is None:
             raise ValueError("AdapLeR pruning parameters lack 'eta' (one value per layer)")
         eta = tuple(float(v) for v in data["eta"])
@@ -154,11 +157,13 @@ class AdapLeRPruner(TokenPruner):
         self.predictors = nn.ModuleList(ContributionPredictor(cfg) for _ in range(layers))
 
     def prunes_at(self, layer: int) -> bool:
+        """Whether ``layer`` gets a prune op (its ETA is not 0)."""
         return self.params.eta[layer] != 0.0
 
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """keep [B,S]: live tokens whose contribution score is >= ETA_l / n_l, plus CLS; None where ETA is 0."""
         if not self.prunes_at(layer):
             return None
         scores = contribution_scores(self.predictors[layer](hidden), live, self.params.scales()[layer])
@@ -167,6 +172,7 @@ class AdapLeRPruner(TokenPruner):
 
 
 def build(cfg: BackboneConfig, pruning: dict[str, Any], output_hidden: bool = False):
+    """The AdapLeR :class:`PrunedSequenceClassifier` for ``cfg`` and a pruning dict."""
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     return PrunedSequenceClassifier(cfg, AdapLeRPruner(cfg, AdapLeRParams.from_dict(pruning)), output_hidden)

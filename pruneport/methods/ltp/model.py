@@ -39,11 +39,14 @@ class LTPParams:
         return cls(tuple(final_threshold * i / num_layers for i in range(num_layers)), score_norm_length)
 
     def to_dict(self) -> dict[str, Any]:
+        """The parameters as the manifest's pruning dict (``extra`` is not written)."""
         return {"thresholds": list(self.thresholds), "score_norm_length": self.score_norm_length}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LTPParams:
-        return cls(tuple(float(t) for t in data["thresholds"]), int(data.get("score_norm_length", 128)))
+        """Parameters from a pruning dict; ``score_norm_length`` defaults to DEFAULT_SCORE_NORM_LENGTH."""
+        norm = int(data.get("score_norm_length", DEFAULT_SCORE_NORM_LENGTH))
+        return cls(tuple(float(t) for t in data["thresholds"]), norm)
 
 
 def ltp_scores(probs: torch.Tensor, live: torch.Tensor, score_norm_length: int) -> torch.Tensor:
@@ -70,11 +73,14 @@ class LTPPruner(TokenPruner):
         )
 
     def prunes_at(self, layer: int) -> bool:
+        """Whether ``layer`` gets a prune op (its stored threshold is not exactly 0)."""
         return self.params.thresholds[layer] != 0.0
 
     def after_attention(
         self, layer: int, probs: torch.Tensor, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """probs [B,H,S,S] -> keep [B,S]: live tokens whose :func:`ltp_scores` reach the layer's threshold (at
+        least ``MIN_THRESHOLD``), plus CLS; None where the layer does not prune."""
         if not self.prunes_at(layer):
             return None
         scores = ltp_scores(probs, live, self.params.score_norm_length)
@@ -149,6 +155,7 @@ def upstream_thresholds(
 
 
 def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+    """The LTP :class:`PrunedSequenceClassifier`; ValueError unless there is one threshold per layer."""
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     params = LTPParams.from_dict(pruning)

@@ -86,10 +86,13 @@ class PyramidParams:
         return max(1, math.ceil(n * self.factor(layer) - 1e-9))
 
     def to_dict(self) -> dict[str, Any]:
+        """The schedule as the manifest's pruning dict."""
         return {"keep_ratio": self.keep_ratio, "prune_upto": self.prune_upto, "m": self.m, "distance": self.distance}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PyramidParams:
+        """A schedule from a pruning dict (m defaults to 1, distance to euclidean); ValueError when ``keep_ratio``
+        or ``prune_upto`` is missing."""
         missing = [k for k in ("keep_ratio", "prune_upto") if data.get(k) is None]
         if missing:
             raise ValueError(f"Pyramid-BERT schedule lacks {missing}")
@@ -217,6 +220,7 @@ class PyramidPruner(TokenPruner):
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """keep [B,S]: k-center selection of min(l_j, live count) tokens before a prune layer, else None."""
         if layer not in self.prune_layers:
             return None
         k = torch.minimum(self.target_lengths(state.initial_lengths, layer), live.sum(1))
@@ -224,6 +228,7 @@ class PyramidPruner(TokenPruner):
 
 
 def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+    """The Pyramid-BERT :class:`PrunedSequenceClassifier` for ``cfg`` and a schedule dict."""
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     params = PyramidParams.from_dict(pruning)

@@ -57,6 +57,7 @@ class TranskimmerParams:
             raise ValueError(f"Transkimmer semantics must be one of {list(SEMANTICS)}, got {self.semantics!r}")
 
     def margins(self, num_layers: int) -> tuple[float, ...]:
+        """The margin per layer: zeros when unset; ValueError when there are not ``num_layers`` of them."""
         if self.margin is None:
             return (0.0,) * num_layers
         if len(self.margin) != num_layers:
@@ -64,6 +65,7 @@ class TranskimmerParams:
         return self.margin
 
     def to_dict(self) -> dict[str, Any]:
+        """The parameters as the manifest's pruning dict (``margin`` only when set)."""
         data: dict[str, Any] = {"semantics": self.semantics}
         if self.margin is not None:
             data["margin"] = list(self.margin)
@@ -71,6 +73,7 @@ class TranskimmerParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TranskimmerParams:
+        """Parameters from a pruning dict (semantics default ``removal``; an absent or empty margin means 0)."""
         margin = data.get("margin")
         return cls(str(data.get("semantics", "removal")), tuple(float(m) for m in margin) if margin else None)
 
@@ -108,11 +111,14 @@ class TranskimmerPruner(TokenPruner):
 
     @property
     def master(self) -> bool:
+        """True under ``master`` semantics (skimmed keys are masked, not removed)."""
         return self.params.semantics == "master"
 
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """removal: keep [B,S] from the layer's skim predictor, plus CLS. master: update the cumulative skim mask
+        (and the skimmed tokens' forwarded states) in ``state.scratch`` and return None."""
         keep = keep_cls(live & self.skim_predictors[layer](hidden, self.margins[layer]))
         if not self.master:
             return keep
@@ -128,18 +134,23 @@ class TranskimmerPruner(TokenPruner):
     def attention_key_weights(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """master: the cumulative skim mask [B,S] as key weights; removal: None."""
         return state.scratch["skim_mask"].to(hidden.dtype) if self.master else None
 
     def tokens_entering(self, layer: int, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        """[B] int64: tokens not yet skimmed (master) or live tokens (removal) entering the layer."""
         return state.scratch["skim_mask"].sum(1) if self.master else live.sum(1)
 
     def final_hidden(self, hidden: torch.Tensor, live: torch.Tensor, state: PruneState) -> torch.Tensor:
+        """With master semantics and tracking: skimmed tokens carry their state from when they were skimmed; else
+        ``hidden`` unchanged."""
         if not (self.master and self.track_hidden):
             return hidden
         return torch.where(state.scratch["skim_mask"].unsqueeze(-1), hidden, state.scratch["forwarded"])
 
 
 def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+    """The Transkimmer :class:`PrunedSequenceClassifier`; skimmed states are tracked when ``output_hidden``."""
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     params = TranskimmerParams.from_dict(pruning)

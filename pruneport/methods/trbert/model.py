@@ -60,10 +60,13 @@ class TRBertParams:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The parameters as the manifest's pruning dict."""
         return {"selection_layers": list(self.selection_layers), "keep_probability": list(self.keep_probability)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], num_layers: int) -> TRBertParams:
+        """Parameters from a pruning dict (default: upstream's selection layers, keep probability 0.5); ValueError
+        unless there are 1 or 2 increasing selection layers in 1..num_layers-1."""
         layers = data.get("selection_layers")
         params = cls(
             tuple(int(i) for i in layers) if layers is not None else default_selection_layers(num_layers),
@@ -95,12 +98,14 @@ class TRBertPruner(TokenPruner):
         self.linear_2 = nn.ModuleList(nn.Linear(POLICY_SIZE, 1) for _ in range(2))
 
     def policy_logit(self, which: int, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [B,S,D] -> the policy's pre-sigmoid output [B,S]; keep iff >= 0 (p >= 0.5)."""
+        """hidden [B,S,D] -> the policy's pre-sigmoid output [B,S] (keep iff sigmoid >= keep_probability)."""
         return self.linear_2[which](nn.functional.gelu(self.linear_1[which](hidden))).squeeze(-1)
 
     def before_layer(
         self, layer: int, hidden: torch.Tensor, live: torch.Tensor, state: PruneState
     ) -> torch.Tensor | None:
+        """keep [B,S] before a selection layer: live tokens whose policy probability is >= keep_probability, plus
+        CLS; None elsewhere."""
         if layer not in self.params.selection_layers:
             return None
         which = self.params.selection_layers.index(layer)
@@ -109,6 +114,7 @@ class TRBertPruner(TokenPruner):
 
 
 def build(cfg, pruning: dict[str, Any], output_hidden: bool = False):
+    """The TR-BERT :class:`PrunedSequenceClassifier` for ``cfg`` and a pruning dict."""
     from pruneport.methods.pruned_encoder import PrunedSequenceClassifier
 
     params = TRBertParams.from_dict(pruning, cfg.num_hidden_layers)
