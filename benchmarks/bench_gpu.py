@@ -12,6 +12,10 @@ built in code with random weights and thresholds rising with depth, scaled so th
   so it has no prune op);
 - ``pruned-fp16``, ``unpruned-fp16``: the same after ``pruneport optimize --passes cleanup,fp16`` (score path FP32;
   the share of inputs whose tokens_per_layer equal FP32's is printed);
+- ``pruned-fp16-attention24``, ``unpruned-fp16-attention24``: ``--passes cleanup,attention24,fp16``: every attention
+  block whose probabilities no score reads becomes ONNX ``Attention`` (opset 24) with ``nonpad_kv_seqlen``, which the
+  CUDA EP runs with fused kernels (LTP's pruning layers stay unfused: their received-attention sum needs the
+  probabilities);
 - ``ort-optimizer-fp16``: the unpruned model as plain ONNX through ONNX Runtime's transformers optimizer with FP16
   (``optimize_model(..., float16=True)``, what Optimum's O4 does), when its fusions apply;
 - ``torch-fp16-sdpa``: the unpruned model in PyTorch FP16 with ``scaled_dot_product_attention`` (device only).
@@ -33,6 +37,12 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("bench_gpu")
+
+# FP16 variants of both exports: name -> pruneport optimize passes
+FP16_VARIANTS = {
+    "fp16": ["cleanup", "fp16"],
+    "fp16-attention24": ["cleanup", "attention24", "fp16"],  # fused attention where no score reads probabilities
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -228,12 +238,13 @@ def main() -> int:
     }
     agreement = {}
     for name in ("pruned", "unpruned"):
-        out, _ = optimize_folder(
-            folders[f"{name}-fp32"], args.out / f"{name}-fp16", passes=["cleanup", "fp16"], overwrite=True,
-            atol=args.fp16_atol,
-        )  # fmt: skip
-        folders[f"{name}-fp16"] = out
-        agreement[name] = json.loads((out / "pruneport.json").read_text())["history"][-1]["parity"]
+        for variant, passes in FP16_VARIANTS.items():
+            out, _ = optimize_folder(
+                folders[f"{name}-fp32"], args.out / f"{name}-{variant}", passes=passes, overwrite=True,
+                atol=args.fp16_atol,
+            )  # fmt: skip
+            folders[f"{name}-{variant}"] = out
+            agreement[f"{name}-{variant}"] = json.loads((out / "pruneport.json").read_text())["history"][-1]["parity"]
     models = {name: folder / "model.onnx" for name, folder in folders.items()}
     skipped = {}
     try:
@@ -267,7 +278,7 @@ def main() -> int:
     print(f"relative FLOPs of the pruned model on these inputs: {flops:.3f} ({1 / flops:.2f}x fewer)")
     print("| system | batch | seq/s | vs unpruned same precision | ORT Memcpy nodes |\n|---|---|---|---|---|")
     for r in rows:
-        ref = {"pruned-fp32": "unpruned-fp32", "pruned-fp16": "unpruned-fp16"}.get(r["system"])
+        ref = r["system"].replace("pruned-", "unpruned-", 1) if r["system"].startswith("pruned-") else None
         ratio = r["seq_per_s"] / by[(ref, r["batch"])] if ref else None
         r["speedup_vs_unpruned_same_precision"] = ratio
         print(f"| {r['system']} | {r['batch']} | {r['seq_per_s']:.1f} | {'-' if ratio is None else f'{ratio:.2f}'} | "

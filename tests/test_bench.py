@@ -256,3 +256,40 @@ def test_a_bench_row_reads_back_from_its_json():
     assert list(data)[: len(ROW_FIELDS)] == list(ROW_FIELDS)
     assert data["quantization"] == "dynamic-s8" and data["key"] == "m|ltp|onnxruntime|int8|sst2|b1"
     assert BenchRow.from_dict(data) == row
+
+
+def test_fp16_baselines_are_built_opened_or_skipped_with_the_reason(
+    tiny_ltp_export, tiny_model_pt, tiny_data, tmp_path
+):
+    """The GPU run's FP16 baselines, asked for on CPU: pruneport's FP16 twin and ORT's optimizer FP16 run on the CPU
+    EP with the plain baseline's labels; PyTorch FP16 SDPA needs CUDA and is skipped saying so."""
+    cfg = BenchConfig(
+        folders=[tiny_ltp_export],
+        data=str(tiny_data),
+        batch_sizes=(2,),
+        backends=("onnxruntime",),
+        baseline_from=tiny_model_pt,
+        baseline_backends=("onnxruntime",),
+        baseline_int8=(),
+        repeats=1,
+        warmup=0,
+        threads=1,
+        memory="off",
+        optimum="off",
+        work=tmp_path / "work",
+        fp16_baselines=True,
+    )
+    result = run_bench(cfg)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["unpruned-fp16"]["precision"] == "fp16" and rows["unpruned-fp16"]["method"] == "plain-onnx"
+    optimizer = rows["unpruned-ort-optimizer-fp16"]
+    assert optimizer["method"] == "ort-optimizer" and optimizer["baseline_exporter"].startswith("onnxruntime")
+    for name in ("unpruned-fp16", "unpruned-ort-optimizer-fp16"):
+        assert abs(rows[name]["accuracy"] - rows["unpruned"]["accuracy"]) <= 1 / 7  # FP16 moves one of 14 at most
+    if not torch.cuda.is_available():
+        assert any(s["model"] == "unpruned-sdpa-fp16" and "CUDA" in s["reason"] for s in result["skipped"])
+    key = next(r["key"] for r in result["rows"] if r["method"] == "ltp")
+    fastest = max(rows["unpruned-fp16"]["throughput"], optimizer["throughput"])
+    assert result["ratios"]["speedup_vs_best_fp16_baseline"][key] == pytest.approx(
+        rows[key.split("|")[0]]["throughput"] / fastest
+    )

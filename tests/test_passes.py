@@ -80,6 +80,9 @@ def test_each_pass_keeps_outputs(name, ltp_folder, tmp_path):
         assert modes == [3, 3], "the two pruning layers keep their probabilities"
         assert "Softmax" not in _ops(out)
         assert max(o.version for o in proto.opset_import if o.domain == "") == 23
+    if name == "attention24":
+        assert runs[0].count == 1, "only layer 0's probabilities feed no pruning score"
+        assert _ops(out).count("Softmax") == 2 and _ops(out).count("Attention") == 1
 
 
 def test_exported_ltp_score_sums_no_heads_of_the_probabilities(ltp_folder):
@@ -227,3 +230,13 @@ def test_optimize_folder_drops_artefacts_of_the_source_graph(ltp_folder, tmp_pat
     assert "split" not in written.extra and not (out / "split").exists()
     assert written.history[-1]["dropped"] == ["split"]
     assert "parity" not in written.history[-1]
+
+
+@pytest.mark.parametrize("method", [m for m in method_names() if get_method(m).score_source != "attention"])
+def test_attention24_fuses_every_layer_of_methods_whose_scores_read_no_probabilities(method, tmp_path):
+    folder = _build_other(method, tmp_path / "export")
+    out = tmp_path / "m.onnx"
+    runs = optimize_file(folder / "model.onnx", out, [get_pass("attention24")])
+    layers = get_method(method).tiny.layers
+    assert runs[0].count == layers and _ops(out).count("Attention") == layers  # AdapLeR keeps its own Softmax
+    _parity(folder, out, n_inputs=16)

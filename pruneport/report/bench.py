@@ -26,8 +26,10 @@ What is measured, per (folder or baseline, backend, batch size):
 
 Baselines (:mod:`pruneport.report.bench_baselines`) come from ``baseline_from``: the unpruned model with the same
 weights exported with plain ``torch.onnx`` (method ``plain-onnx``) on ONNX Runtime and OpenVINO, and PyTorch eager
-(``pytorch-eager``). Timing loops are written by hand here because they must interleave systems of three runtimes
-in one process; the statistics use numpy.
+(``pytorch-eager``); on ``--device gpu`` also the FP16 baselines of :mod:`pruneport.report.bench_fp16_baselines`
+(pruneport's FP16 twin of the plain export, ORT's transformers optimizer FP16, PyTorch FP16 SDPA), ranked by
+``speedup_vs_best_fp16_baseline``. Timing loops are written by hand here because they must interleave systems of
+three runtimes in one process; the statistics use numpy.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class BenchConfig:
     calibration_split: str = "train"
     calibration_n: int = 64
     optimum: str = "auto"  # auto: optimum-intel baselines when its environment exists; off; or that python's path
+    fp16_baselines: bool | None = None  # None: on GPU runs only (bench_fp16_baselines)
 
     def check(self) -> None:
         """BenchError (a ValueError naming the option to change) for settings that cannot run."""
@@ -167,7 +170,7 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
         base = build_baselines(cfg.baseline_from, cfg.work, max_length, cfg.baseline_method, cfg.trust_pickle)
         for backend in cfg.baseline_backends:
             if backend == "pytorch" and cfg.device != "cpu":
-                reason = "the eager PyTorch baseline runs on CPU only (benchmarks/bench_gpu.py times PyTorch FP16)"
+                reason = "the eager PyTorch FP32 baseline runs on CPU only (on GPU: the PyTorch FP16 SDPA baseline)"
                 skipped.append({"model": "unpruned", "backend": "pytorch", "reason": reason})
             elif backend == "pytorch":
                 attempt(
@@ -180,9 +183,29 @@ def open_systems(cfg: BenchConfig, max_length: int) -> tuple[list[System], list[
                     lambda b=backend: folder_system(base.plain_onnx, b, cfg.threads, "unpruned", cfg.device),
                 )
         systems.extend(open_int8_baselines(cfg, base.plain_onnx, attempt))
+        if cfg.fp16_baselines or (cfg.fp16_baselines is None and cfg.device == "gpu"):
+            open_fp16_baselines(cfg, base, attempt)
         if "openvino" in cfg.baseline_backends and cfg.optimum != "off":
             systems.extend(open_optimum_baselines(cfg, base.hf, base.plain_onnx, attempt))
     return systems, skipped
+
+
+def open_fp16_baselines(cfg: BenchConfig, base: Any, attempt: Callable[..., None]) -> None:
+    """The FP16 baselines (:mod:`pruneport.report.bench_fp16_baselines`) on ``cfg.device``, through ``attempt``
+    (a baseline that cannot be built or opened is skipped with its reason)."""
+    from pruneport.report import bench_fp16_baselines as fp16
+
+    def unpruned() -> System:
+        return folder_system(fp16.build_unpruned_fp16(base.plain_onnx, cfg.work), "onnxruntime", cfg.threads,
+                             "unpruned-fp16", cfg.device)  # fmt: skip
+
+    def ort_optimizer() -> System:
+        folder = fp16.build_ort_optimizer_fp16(base.plain_onnx, cfg.work, use_gpu=cfg.device == "gpu")
+        return folder_system(folder, "onnxruntime", cfg.threads, "unpruned-ort-optimizer-fp16", cfg.device)
+
+    attempt({"model": "unpruned-fp16", "backend": "onnxruntime"}, unpruned)
+    attempt({"model": "unpruned-ort-optimizer-fp16", "backend": "onnxruntime"}, ort_optimizer)
+    attempt({"model": "unpruned-sdpa-fp16", "backend": "pytorch"}, lambda: fp16.torch_sdpa_system(base))
 
 
 def open_optimum_baselines(

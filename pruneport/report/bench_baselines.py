@@ -12,6 +12,8 @@ would deploy it.
   (``speedup_vs_unpruned_same_quantizer``).
 - optimum-intel's OpenVINO export and its ``OVQuantizer`` INT8: built in optimum-intel's own environment
   (:mod:`pruneport.report.bench_optimum`).
+- FP16 baselines for GPU runs (unpruned FP16 by pruneport's pass, ORT's transformers optimizer FP16, PyTorch FP16
+  SDPA): :mod:`pruneport.report.bench_fp16_baselines`.
 
 Optimum's ONNX exporter is not a baseline: ``optimum-onnx`` 0.1.0 requires ``transformers<4.58`` and its
 ``main_export`` is ``torch.onnx.export`` of the same HF class with no graph optimization unless asked, which is what
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 PLAIN_METHOD = "plain-onnx"
 EAGER_METHOD = "pytorch-eager"
 OPTIMUM_METHOD = "optimum-intel"  # pruneport.report.bench_optimum
-BASELINE_METHODS = (PLAIN_METHOD, EAGER_METHOD, OPTIMUM_METHOD)
+ORT_OPTIMIZER_METHOD = "ort-optimizer"  # pruneport.report.bench_fp16_baselines
+TORCH_SDPA_METHOD = "pytorch-sdpa"  # pruneport.report.bench_fp16_baselines
+BASELINE_METHODS = (PLAIN_METHOD, EAGER_METHOD, OPTIMUM_METHOD, ORT_OPTIMIZER_METHOD, TORCH_SDPA_METHOD)
 BASELINE_EXPORTER = (
     "plain torch.onnx.export(dynamo=True, opset 18) of transformers {arch} (transformers {tf}; optimum-onnx 0.1.0, "
     "which requires transformers<4.58, would call the same exporter)"

@@ -35,6 +35,7 @@ RATIO_NAMES = (
     "speedup_vs_best_plain_baseline",
     "flops_ratio",
     "speedup_over_flops_ratio",
+    "speedup_vs_best_fp16_baseline",
 )
 
 
@@ -111,6 +112,8 @@ RATIO_DEFINITIONS = {
     "speedup_vs_unpruned_same_quantizer": "throughput / the unpruned model quantized the same way (same "
     "backend, precision and scheme), same data, batch",
     "accuracy_drop_vs_unpruned": "same-backend plain FP32 accuracy minus this row's accuracy",
+    "speedup_vs_best_fp16_baseline": "throughput / fastest unpruned FP16 baseline (pruneport's fp16 pass, ORT's "
+    "transformers optimizer FP16, PyTorch FP16 SDPA), same data, batch; GPU runs",
 }
 
 
@@ -130,6 +133,7 @@ def compute_ratios(rows: Sequence[BenchRow | Mapping[str, Any]]) -> dict[str, An
 
     table = as_rows(rows)
     baselines = [r for r in table if r.method in BASELINE_METHODS and r.precision == "fp32"]
+    fp16_baselines = [r for r in table if r.method in BASELINE_METHODS and r.precision == "fp16"]
     ratios: dict[str, Any] = {name: {} for name in RATIO_NAMES}
     ratios["accuracy_drop_vs_unpruned"] = {}
     for row in table:
@@ -161,6 +165,11 @@ def compute_ratios(rows: Sequence[BenchRow | Mapping[str, Any]]) -> dict[str, An
             best = max(same, key=lambda b: b.throughput)
             ratios["speedup_vs_best_plain_baseline"][key] = row.throughput / best.throughput
             ratios.setdefault("best_plain_baseline", {})[key] = best.key
+        half = [b for b in fp16_baselines if (b.dataset, b.batch_size) == (row.dataset, row.batch_size)]
+        if half:
+            best = max(half, key=lambda b: b.throughput)
+            ratios["speedup_vs_best_fp16_baseline"][key] = row.throughput / best.throughput
+            ratios.setdefault("best_fp16_baseline", {})[key] = best.key
     ratios["definitions"] = dict(RATIO_DEFINITIONS)
     return ratios
 
@@ -177,6 +186,9 @@ def format_table(result: Mapping[str, Any]) -> str:
         "peak RSS MB | speedup vs unpruned (same backend) | vs unpruned (same quantizer) | vs best plain | "
         "speedup / FLOPs ratio |"
     )
+    fp16 = bool(ratios.get("speedup_vs_best_fp16_baseline"))  # GPU runs: one more column
+    if fp16:
+        head += " vs best FP16 baseline |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     rows = sorted(as_rows(result["rows"]), key=lambda r: (r.dataset, r.batch_size, r.method, r.backend))
     for row in rows:
@@ -190,6 +202,7 @@ def format_table(result: Mapping[str, Any]) -> str:
             f"{fmt(ratios['speedup_vs_unpruned_same_quantizer'].get(key), '.2f')} | "
             f"{fmt(ratios['speedup_vs_best_plain_baseline'].get(key), '.2f')} | "
             f"{fmt(ratios['speedup_over_flops_ratio'].get(key), '.2f')} |"
+            + (f" {fmt(ratios['speedup_vs_best_fp16_baseline'].get(key), '.2f')} |" if fp16 else "")
         )
     return "\n".join(lines)
 
