@@ -83,7 +83,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "--device",
         choices=("cpu", "gpu"),
         default="cpu",
-        help="gpu: ONNX Runtime on the CUDA EP (needs onnxruntime-gpu), OpenVINO on its GPU plugin (default cpu)",
+        help="gpu: ONNX Runtime on the CUDA EP (needs onnxruntime-gpu), OpenVINO on its GPU plugin, and with "
+        "--baseline-from the FP16 baselines (unpruned FP16, ORT transformers optimizer FP16, PyTorch FP16 SDPA)",
     )
     p.add_argument(
         "--memory", choices=["subprocess", "off"], default="subprocess", help="peak RSS per system in a fresh process"
