@@ -16,6 +16,9 @@ built in code with random weights and thresholds rising with depth, scaled so th
   block whose probabilities no score reads becomes ONNX ``Attention`` (opset 24) with ``nonpad_kv_seqlen``, which the
   CUDA EP runs with fused kernels (LTP's pruning layers stay unfused: their received-attention sum needs the
   probabilities);
+- ``*-fp32-host-shapes`` and ``*-fp16-gpu`` (``cleanup,host-shapes[,attention24,fp16]``): the shapes after each
+  compaction read on the host, so the CUDA EP copies each prune point's kept width to the host once
+  (:mod:`pruneport.passes.host_shapes`; the Memcpy column shows whether that holds on the real EP);
 - ``ort-optimizer-fp16``: the unpruned model as plain ONNX through ONNX Runtime's transformers optimizer with FP16
   (``optimize_model(..., float16=True)``, what Optimum's O4 does), when its fusions apply;
 - ``torch-fp16-sdpa``: the unpruned model in PyTorch FP16 with ``scaled_dot_product_attention`` (device only).
@@ -40,8 +43,10 @@ log = logging.getLogger("bench_gpu")
 
 # FP16 variants of both exports: name -> pruneport optimize passes
 FP16_VARIANTS = {
+    "fp32-host-shapes": ["cleanup", "host-shapes"],  # one device-to-host copy per prune point (exact, still FP32)
     "fp16": ["cleanup", "fp16"],
     "fp16-attention24": ["cleanup", "attention24", "fp16"],  # fused attention where no score reads probabilities
+    "fp16-gpu": ["cleanup", "host-shapes", "attention24", "fp16"],  # both
 }
 
 
@@ -154,6 +159,16 @@ def memcpy_nodes(model_path: Path, device: str, work: Path) -> int | None:
         return None
 
 
+def predicted_copies(model_path: Path) -> str:
+    """The CUDA EP's host copies as :mod:`pruneport.graph.cuda_placement` predicts them: "to host / from host"."""
+    import onnx
+
+    from pruneport.graph.cuda_placement import predict_cuda_placement
+
+    placement = predict_cuda_placement(onnx.load(str(model_path), load_external_data=False))
+    return f"{len(placement.to_host)} / {len(placement.from_host)}"
+
+
 def time_session(run, batches: list[dict[str, np.ndarray]], repeats: int) -> float:
     """Best sequences per second over ``repeats`` passes (one warm-up pass first)."""
     rows = sum(len(b["input_ids"]) for b in batches)
@@ -259,7 +274,8 @@ def main() -> int:
             session = OrtSession(path, device=args.device)
             seq_s = time_session(session.run, batches, args.repeats)  # run() takes the inputs it needs
             rows.append({"system": name, "batch": batch, "seq_per_s": seq_s,
-                         "memcpy_nodes": memcpy_nodes(path, args.device, args.out)})  # fmt: skip
+                         "memcpy_nodes": memcpy_nodes(path, args.device, args.out),
+                         "predicted_copies": predicted_copies(path)})  # fmt: skip
         if args.device == "gpu":
             try:
                 run = torch_sdpa_runner(unpruned)
@@ -276,13 +292,15 @@ def main() -> int:
     flops = relative_flops(pruned.backbone, np.array(tokens))
     by = {(r["system"], r["batch"]): r["seq_per_s"] for r in rows}
     print(f"relative FLOPs of the pruned model on these inputs: {flops:.3f} ({1 / flops:.2f}x fewer)")
-    print("| system | batch | seq/s | vs unpruned same precision | ORT Memcpy nodes |\n|---|---|---|---|---|")
+    print("| system | batch | seq/s | vs unpruned same precision | ORT Memcpy nodes | predicted copies to/from host |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         ref = r["system"].replace("pruned-", "unpruned-", 1) if r["system"].startswith("pruned-") else None
         ratio = r["seq_per_s"] / by[(ref, r["batch"])] if ref else None
         r["speedup_vs_unpruned_same_precision"] = ratio
+        memcpy = "-" if r["memcpy_nodes"] is None else r["memcpy_nodes"]
         print(f"| {r['system']} | {r['batch']} | {r['seq_per_s']:.1f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
-              f"{'-' if r['memcpy_nodes'] is None else r['memcpy_nodes']} |")  # fmt: skip
+              f"{memcpy} | {r.get('predicted_copies') or '-'} |")  # fmt: skip
     print(f"fp16 decisions equal to fp32 (random rows): {agreement}; skipped: {skipped}")
     result = {
         "machine": machine_info(0),

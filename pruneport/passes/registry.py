@@ -20,6 +20,7 @@ _MODULES: dict[str, str] = {
     "score-reduction": "pruneport.passes.score_reduction",
     "attention23": "pruneport.passes.attention23",
     "attention24": "pruneport.passes.attention24",
+    "host-shapes": "pruneport.passes.host_shapes",
     "ort-fusions": "pruneport.passes.ort_fusions",
     "token-prune": "pruneport.passes.token_prune",
     "expand-token-prune": "pruneport.passes.token_prune:expand_pass",  # module:object with NAME, SUMMARY, apply

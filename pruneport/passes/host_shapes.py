@@ -1,0 +1,139 @@
+"""Shape values after a compaction read from the compacted tensor (host) instead of the device count.
+
+At every prune point the kept width ``k = max(kept count)`` is computed on the device (``ReduceMax`` of the rows'
+counts) and read by ``TopK`` as its ``K``: one device-to-host copy per prune point, inherent to real removal (the
+output shape depends on data). The exporter then reuses the same device ``k`` for the shapes that follow (the
+``Reshape`` shapes of the attention heads, ``Range`` limits), so ONNX Runtime's CUDA EP copies it to the host again
+for each of them, every copy stalling the stream (:mod:`pruneport.graph.cuda_placement` predicts 4 copies per prune
+point on a 12-layer LTP export). Once ``TopK`` has run, ``k`` is also ``Shape(indices)[1]``, which the CUDA EP keeps
+on the host. This pass makes every host-bound reader of ``k`` after the ``TopK`` (a kernel input read from host memory,
+or shape arithmetic whose other inputs are host values) read that instead: one copy per prune point.
+
+Exact: the same integers, read from another tensor. Which readers are host-bound comes from the placement
+emulation; the real count of Memcpy nodes is for ``benchmarks/bench_gpu.py`` on a GPU. Values equal to ``k`` are
+followed up from ``TopK``'s K through ``Reshape``/``Squeeze``/``Unsqueeze``/``Identity``/``Cast``/``Gather`` of a
+one-element tensor. Written over protos by hand: the rewrite depends on the emulated placement, which no rewrite
+library models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx
+import onnx_ir as ir
+from onnx import helper
+
+from pruneport.graph import nodes as value_flow
+from pruneport.graph.cuda_placement import predict_cuda_placement, reads_on_host
+
+log = logging.getLogger(__name__)
+
+NAME = "host-shapes"
+SUMMARY = "shape readers of each prune point's kept width after TopK read Shape(indices) (host) instead of the device"
+
+_SAME_VALUE = ("Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Gather")
+_SHAPE_ARITHMETIC = ("Concat", "Unsqueeze", "Squeeze", "Reshape", "Cast", "Gather", "Add", "Sub", "Mul", "Div",
+                     "Min", "Max", "Equal", "Less", "Greater", "Identity")  # fmt: skip
+
+
+def _ranks(proto: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in infos if v.type.tensor_type.HasField("shape")}
+
+
+def _equal_to_k(topk: onnx.NodeProto, producer: dict[str, onnx.NodeProto], ranks: dict[str, int]) -> list[str]:
+    """K and the tensors above it that hold the same one integer (scalars or one-element tensors)."""
+    found, name = [], topk.input[1]
+    while name and ranks.get(name, 9) <= 1:
+        found.append(name)
+        node = producer.get(name)
+        if node is None or node.op_type not in _SAME_VALUE:
+            break
+        if node.op_type == "Cast" and next(a.i for a in node.attribute if a.name == "to") != onnx.TensorProto.INT64:
+            break
+        name = node.input[0]
+    return found
+
+
+def rewire(proto: onnx.ModelProto) -> int:
+    """Rewire host-bound readers of each dynamic TopK's K (in place); returns the number of inputs rewired."""
+    graph = proto.graph
+    nodes = list(graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    position = {id(n): k for k, n in enumerate(nodes)}
+    placement = predict_cuda_placement(proto)
+    ranks = _ranks(proto)
+    consumers = value_flow.consumers(nodes)
+    small = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
+    inputs = {i.name for i in graph.input}
+    added: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
+    count = 0
+    for t, topk in enumerate(n for n in nodes if n.op_type == "TopK"):
+        if topk.input[1] in small or len(topk.output) < 2:
+            continue
+        ancestors = _ancestors(topk, producer)
+        width = f"pruneport.width_{t}"
+        scalar = f"pruneport.width_{t}.scalar"
+        made = [
+            helper.make_node("Shape", [topk.output[1]], [width], name=f"{width}.shape", start=1, end=2),
+            helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"),
+        ]
+        used = False
+        for name in _equal_to_k(topk, producer, ranks):
+            for k in consumers.get(name, []):
+                reader = nodes[k]
+                if position[id(reader)] <= position[id(topk)] or id(reader) in ancestors:
+                    continue
+                for i, value in enumerate(reader.input):
+                    if value != name or not _host_bound(reader, i, placement.host_tensors, small | inputs):
+                        continue
+                    reader.input[i] = width if ranks.get(name) == 1 else scalar
+                    count += 1
+                    used = True
+        if used:
+            added.append((topk, made))
+    for topk, made in added:
+        at = next(k for k, n in enumerate(graph.node) if n is topk or n == topk) + 1
+        for offset, node in enumerate(made):
+            graph.node.insert(at + offset, node)
+    if count:
+        ordered = value_flow.topological_order(list(graph.node), graph)
+        del graph.node[:]
+        graph.node.extend(ordered)
+    return count
+
+
+def _ancestors(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> set[int]:
+    seen: set[int] = set()
+    stack = [producer[x] for x in node.input if x in producer]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.extend(producer[x] for x in n.input if x in producer)
+    return seen
+
+
+def _host_bound(reader: onnx.NodeProto, position: int, host: set[str], free: set[str]) -> bool:
+    """Whether ``reader`` wants input ``position`` on the host: its kernel reads it there, or it is shape
+    arithmetic whose other inputs are all host values or constants."""
+    if reads_on_host(reader, position):
+        return True
+    if reader.op_type not in _SHAPE_ARITHMETIC:
+        return False
+    return all(not x or x in host or x in free for j, x in enumerate(reader.input) if j != position)
+
+
+def apply(model: ir.Model) -> int:
+    """Rewire in place; returns the number of inputs rewired."""
+    from pruneport.passes.token_prune import replace_model
+
+    proto = ir.serde.serialize_model(model)
+    count = rewire(proto)
+    if count:
+        replace_model(model, proto)
+        log.info("host-shapes: %d readers of the kept width now read it on the host", count)
+    return count
