@@ -67,3 +67,25 @@ def test_one_copy_to_the_host_per_prune_point_and_outputs_unchanged(method, tmp_
     _parity(folder, out, n_inputs=16)
     added = {n.op_type for n in onnx.load(str(out)).graph.node if n.name.startswith("pruneport.width")}
     assert added == {"Shape", "Squeeze"}, "the pass adds only host shape reads"
+
+
+def test_bucketed_exports_keep_one_copy_per_prune_point(tmp_path):
+    """With --bucket the kept width is rounded up (Clip of arithmetic on the count): the value read after TopK is
+    the rounded one, and the rewrite follows only the tensors equal to it."""
+    from pruneport.export.onnx_export import write_export_folder
+    from pruneport.methods.backbone import BackboneConfig
+    from pruneport.methods.checkpoint import LoadedModel
+    from tests.tiny import peaky_init, tiny_hf_config, tiny_tokenizer_json
+
+    spec = get_method("ltp")
+    hf = tiny_hf_config("bert", layers=spec.tiny.layers)
+    cfg = BackboneConfig.from_hf_dict(hf)
+    model = peaky_init(spec.build(cfg, spec.tiny.pruning), seed=3).eval()
+    loaded = LoadedModel(model, "ltp", hf, spec.tiny.pruning, tiny_tokenizer_json(), ["a", "b"], cfg.max_tokens)
+    folder = write_export_folder(loaded, tmp_path / "export", bucket=8)
+    out = tmp_path / "host.onnx"
+    optimize_file(folder / "model.onnx", out, [get_pass("host-shapes")])
+    after = predict_cuda_placement(onnx.load(str(out)))
+    widths = [n.name for n in onnx.load(str(out)).graph.node if n.op_type == "TopK"]
+    assert sorted(reader for _, reader in after.to_host) == sorted(widths)
+    _parity(folder, out, n_inputs=16)

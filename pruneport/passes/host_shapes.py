@@ -11,9 +11,9 @@ or shape arithmetic whose other inputs are host values) read that instead: one c
 
 Exact: the same integers, read from another tensor. Which readers are host-bound comes from the placement
 emulation; the real count of Memcpy nodes is for ``benchmarks/bench_gpu.py`` on a GPU. Values equal to ``k`` are
-followed up from ``TopK``'s K through ``Reshape``/``Squeeze``/``Unsqueeze``/``Identity``/``Cast``/``Gather`` of a
-one-element tensor. Written over protos by hand: the rewrite depends on the emulated placement, which no rewrite
-library models.
+followed up from ``TopK``'s K through ``Reshape``/``Squeeze``/``Unsqueeze``/``Identity``/``Cast``/``Gather`` while
+every tensor on the way is an int64 known (by shape inference) to hold exactly one element. Written over protos by
+hand: the rewrite depends on the emulated placement, which no rewrite library models.
 """
 
 from __future__ import annotations
@@ -37,21 +37,28 @@ _SHAPE_ARITHMETIC = ("Concat", "Unsqueeze", "Squeeze", "Reshape", "Cast", "Gathe
                      "Min", "Max", "Equal", "Less", "Greater", "Identity")  # fmt: skip
 
 
-def _ranks(proto: onnx.ModelProto) -> dict[str, int]:
+def _single_ints(proto: onnx.ModelProto) -> dict[str, int]:
+    """int64 tensors known to hold exactly one element (shape inference): name -> rank (0 or 1)."""
     inferred = onnx.shape_inference.infer_shapes(proto)
-    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in infos if v.type.tensor_type.HasField("shape")}
+    found = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        t = v.type.tensor_type
+        if t.elem_type != onnx.TensorProto.INT64 or not t.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(dims) <= 1 and all(d == 1 for d in dims):
+            found[v.name] = len(dims)
+    return found
 
 
-def _equal_to_k(topk: onnx.NodeProto, producer: dict[str, onnx.NodeProto], ranks: dict[str, int]) -> list[str]:
-    """K and the tensors above it that hold the same one integer (scalars or one-element tensors)."""
+def _equal_to_k(topk: onnx.NodeProto, producer: dict[str, onnx.NodeProto], singles: dict[str, int]) -> list[str]:
+    """K and the tensors above it that hold the same one integer (int64 scalars or one-element tensors, each made
+    from the next by a value-preserving op)."""
     found, name = [], topk.input[1]
-    while name and ranks.get(name, 9) <= 1:
+    while name in singles:
         found.append(name)
         node = producer.get(name)
         if node is None or node.op_type not in _SAME_VALUE:
-            break
-        if node.op_type == "Cast" and next(a.i for a in node.attribute if a.name == "to") != onnx.TensorProto.INT64:
             break
         name = node.input[0]
     return found
@@ -64,7 +71,7 @@ def rewire(proto: onnx.ModelProto) -> int:
     producer = {out: n for n in nodes for out in n.output}
     position = {id(n): k for k, n in enumerate(nodes)}
     placement = predict_cuda_placement(proto)
-    ranks = _ranks(proto)
+    singles = _single_ints(proto)
     consumers = value_flow.consumers(nodes)
     small = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
     inputs = {i.name for i in graph.input}
@@ -81,7 +88,7 @@ def rewire(proto: onnx.ModelProto) -> int:
             helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"),
         ]
         used = False
-        for name in _equal_to_k(topk, producer, ranks):
+        for name in _equal_to_k(topk, producer, singles):
             for k in consumers.get(name, []):
                 reader = nodes[k]
                 if position[id(reader)] <= position[id(topk)] or id(reader) in ancestors:
@@ -89,7 +96,7 @@ def rewire(proto: onnx.ModelProto) -> int:
                 for i, value in enumerate(reader.input):
                     if value != name or not _host_bound(reader, i, placement.host_tensors, small | inputs):
                         continue
-                    reader.input[i] = width if ranks.get(name) == 1 else scalar
+                    reader.input[i] = width if singles[name] == 1 else scalar
                     count += 1
                     used = True
         if used:
