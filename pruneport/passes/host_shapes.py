@@ -4,10 +4,11 @@ At every prune point the kept width ``k = max(kept count)`` is computed on the d
 counts) and read by ``TopK`` as its ``K``: one device-to-host copy per prune point, inherent to real removal (the
 output shape depends on data). The exporter then reuses the same device ``k`` for the shapes that follow (the
 ``Reshape`` shapes of the attention heads, ``Range`` limits), so ONNX Runtime's CUDA EP copies it to the host again
-for each of them, every copy stalling the stream (:mod:`pruneport.graph.cuda_placement` predicts 4 copies per prune
-point on a 12-layer LTP export). Once ``TopK`` has run, ``k`` is also ``Shape(indices)[1]``, which the CUDA EP keeps
-on the host. This pass makes every host-bound reader of ``k`` after the ``TopK`` (a kernel input read from host memory,
-or shape arithmetic whose other inputs are host values) read that instead: one copy per prune point.
+for each of them, every copy stalling the stream (:mod:`pruneport.graph.cuda_placement` predicts 41 copies for the
+11 prune points of a 12-layer LTP export). Once ``TopK`` has run, ``k`` is also ``Shape(indices)[1]``, which the
+CUDA EP keeps on the host. This pass makes every host-bound reader of ``k`` after the ``TopK`` (a kernel input read
+from host memory, or shape arithmetic whose other inputs are host values) read that instead: one copy per prune
+point.
 
 Exact: the same integers, read from another tensor. Which readers are host-bound comes from the placement
 emulation; the real count of Memcpy nodes is for ``benchmarks/bench_gpu.py`` on a GPU. Values equal to ``k`` are
@@ -73,33 +74,32 @@ def rewire(proto: onnx.ModelProto) -> int:
     placement = predict_cuda_placement(proto)
     singles = _single_ints(proto)
     consumers = value_flow.consumers(nodes)
-    small = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
-    inputs = {i.name for i in graph.input}
+    constants = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
+    free = constants | {i.name for i in graph.input}
+    taken = {out for n in nodes for out in n.output}
     added: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
     count = 0
     for t, topk in enumerate(n for n in nodes if n.op_type == "TopK"):
-        if topk.input[1] in small or len(topk.output) < 2:
+        if topk.input[1] in constants or len(topk.output) < 2:
             continue
         ancestors = _ancestors(topk, producer)
-        width = f"pruneport.width_{t}"
-        scalar = f"pruneport.width_{t}.scalar"
-        made = [
-            helper.make_node("Shape", [topk.output[1]], [width], name=f"{width}.shape", start=1, end=2),
-            helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"),
-        ]
-        used = False
+        width = _fresh(f"pruneport.width_{t}", taken)
+        scalar = _fresh(f"{width}.scalar", taken)
+        used: set[str] = set()
         for name in _equal_to_k(topk, producer, singles):
             for k in consumers.get(name, []):
                 reader = nodes[k]
                 if position[id(reader)] <= position[id(topk)] or id(reader) in ancestors:
                     continue
                 for i, value in enumerate(reader.input):
-                    if value != name or not _host_bound(reader, i, placement.host_tensors, small | inputs):
-                        continue
-                    reader.input[i] = width if singles[name] == 1 else scalar
-                    count += 1
-                    used = True
+                    if value == name and _host_bound(reader, i, placement.host_tensors, free):
+                        reader.input[i] = width if singles[name] == 1 else scalar
+                        used.add(reader.input[i])
+                        count += 1
         if used:
+            made = [helper.make_node("Shape", [topk.output[1]], [width], name=f"{width}.shape", start=1, end=2)]
+            if scalar in used:
+                made.append(helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"))
             added.append((topk, made))
     for topk, made in added:
         at = next(k for k, n in enumerate(graph.node) if n is topk or n == topk) + 1
@@ -110,6 +110,16 @@ def rewire(proto: onnx.ModelProto) -> int:
         del graph.node[:]
         graph.node.extend(ordered)
     return count
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_<n>`` when a value of the graph already has it (a second run of the pass)."""
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}_{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def _ancestors(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> set[int]:
