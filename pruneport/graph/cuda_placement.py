@@ -61,7 +61,7 @@ class Placement:
     to_host: list[tuple[str, str]] = field(default_factory=list)  # (device tensor, first host reader)
 
 
-def _constants(graph: onnx.GraphProto) -> tuple[set[str], set[str]]:
+def constant_values(graph: onnx.GraphProto) -> tuple[set[str], set[str]]:
     """(every constant value, the small ones): initializers and ``Constant`` outputs (ORT folds those)."""
     constants, small = set(), set()
     for init in graph.initializer:
@@ -85,7 +85,7 @@ def reads_on_host(node: onnx.NodeProto, position: int) -> bool:
 def predict_cuda_placement(model: onnx.ModelProto) -> Placement:
     """The CUDA EP's host nodes and host/device copies for the main graph of ``model`` (see the module docstring)."""
     graph = model.graph
-    constants, small = _constants(graph)
+    constants, small = constant_values(graph)
     graph_inputs = {i.name for i in graph.input}
     nodes = [n for n in graph.node if n.op_type != "Constant"]
     consumers: dict[str, list[int]] = {}

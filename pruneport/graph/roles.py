@@ -46,7 +46,7 @@ ROLE_ROWS = {
 STACK_TRACE = "pkg.torch.onnx.stack_trace"
 # forward() lines of the pruner's hooks (pruneport.methods.pruned_encoder): a MatMul they compute outside any module
 # of the pruner is a token selection's (Pyramid-BERT's k-center distances between hidden states)
-_PRUNER_HOOKS = ("self.pruner.before_layer(", "self.pruner.after_attention(")
+HOOK_CALLS = ("self.pruner.before_layer(", "self.pruner.after_attention(")
 
 
 class GraphRoleError(ValueError):
@@ -231,7 +231,7 @@ def matmul_table(model: onnx.ModelProto) -> list[MatMulInfo]:
             layer, role = (int(m.group(1)) if m else 0), "predictor"
         elif shape is None and (softmax := index.reads_softmax(node)) is not None:
             layer, role = softmax_layer.get(softmax.name, 0), "score"
-        elif shape is None and _from_pruner_hook(node):
+        elif shape is None and any(call in forward_line(node) for call in HOOK_CALLS):
             layer, role = -2, "selection"  # the layer it selects for: the next layer's (below)
         else:
             raise GraphRoleError(f"MatMul {node.name} (module path {path!r}) has no known role")
@@ -247,6 +247,7 @@ def matmul_table(model: onnx.ModelProto) -> list[MatMulInfo]:
     return table
 
 
-def _from_pruner_hook(node: onnx.NodeProto) -> bool:
-    trace = next((p.value for p in node.metadata_props if p.key == STACK_TRACE), "")
-    return any(hook in trace for hook in _PRUNER_HOOKS)
+def forward_line(node: onnx.NodeProto) -> str:
+    """The innermost source line the exporter recorded for ``node`` (its stack trace's last line; "" without one)."""
+    trace = next((p.value for p in node.metadata_props if p.key == STACK_TRACE), "").strip()
+    return trace.splitlines()[-1] if trace else ""

@@ -26,7 +26,7 @@ import onnx_ir as ir
 from onnx import helper
 
 from pruneport.graph import nodes as value_flow
-from pruneport.graph.cuda_placement import predict_cuda_placement, reads_on_host
+from pruneport.graph.cuda_placement import constant_values, predict_cuda_placement, reads_on_host
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +68,26 @@ def _equal_to_k(topk: onnx.NodeProto, producer: dict[str, onnx.NodeProto], singl
 def rewire(proto: onnx.ModelProto) -> int:
     """Rewire host-bound readers of each dynamic TopK's K (in place); returns the number of inputs rewired."""
     graph = proto.graph
-    nodes = list(graph.node)
+    nodes = list(graph.node)  # topological (ONNX requires it): a reader after the TopK is never its ancestor
     producer = {out: n for n in nodes for out in n.output}
     position = {id(n): k for k, n in enumerate(nodes)}
     placement = predict_cuda_placement(proto)
     singles = _single_ints(proto)
     consumers = value_flow.consumers(nodes)
-    constants = {i.name for i in graph.initializer} | {n.output[0] for n in nodes if n.op_type == "Constant"}
+    constants, _ = constant_values(graph)
     free = constants | {i.name for i in graph.input}
     taken = {out for n in nodes for out in n.output}
-    added: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
     count = 0
     for t, topk in enumerate(n for n in nodes if n.op_type == "TopK"):
         if topk.input[1] in constants or len(topk.output) < 2:
             continue
-        ancestors = _ancestors(topk, producer)
         width = _fresh(f"pruneport.width_{t}", taken)
         scalar = _fresh(f"{width}.scalar", taken)
         used: set[str] = set()
         for name in _equal_to_k(topk, producer, singles):
             for k in consumers.get(name, []):
                 reader = nodes[k]
-                if position[id(reader)] <= position[id(topk)] or id(reader) in ancestors:
+                if position[id(reader)] <= position[id(topk)]:
                     continue
                 for i, value in enumerate(reader.input):
                     if value == name and _host_bound(reader, i, placement.host_tensors, free):
@@ -97,15 +95,12 @@ def rewire(proto: onnx.ModelProto) -> int:
                         used.add(reader.input[i])
                         count += 1
         if used:
-            made = [helper.make_node("Shape", [topk.output[1]], [width], name=f"{width}.shape", start=1, end=2)]
+            graph.node.append(
+                helper.make_node("Shape", [topk.output[1]], [width], name=f"{width}.shape", start=1, end=2)
+            )
             if scalar in used:
-                made.append(helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"))
-            added.append((topk, made))
-    for topk, made in added:
-        at = next(k for k, n in enumerate(graph.node) if n is topk or n == topk) + 1
-        for offset, node in enumerate(made):
-            graph.node.insert(at + offset, node)
-    if count:
+                graph.node.append(helper.make_node("Squeeze", [width], [scalar], name=f"{width}.squeeze"))
+    if count:  # the new Shape/Squeeze nodes were appended: sort them before their readers
         ordered = value_flow.topological_order(list(graph.node), graph)
         del graph.node[:]
         graph.node.extend(ordered)
@@ -120,18 +115,6 @@ def _fresh(name: str, taken: set[str]) -> str:
         candidate = f"{name}_{n}"
     taken.add(candidate)
     return candidate
-
-
-def _ancestors(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> set[int]:
-    seen: set[int] = set()
-    stack = [producer[x] for x in node.input if x in producer]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        stack.extend(producer[x] for x in n.input if x in producer)
-    return seen
 
 
 def _host_bound(reader: onnx.NodeProto, position: int, host: set[str], free: set[str]) -> bool:

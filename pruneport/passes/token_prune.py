@@ -62,6 +62,7 @@ import onnx_ir as ir
 from onnx import helper, numpy_helper
 
 from pruneport.graph import nodes as value_flow
+from pruneport.graph.roles import HOOK_CALLS, forward_line
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ NAME = "token-prune"
 SUMMARY = "each prune point's keep rule + compaction -> one ai.pruneport::TokenPrune (model-local function)"
 DOMAIN = "ai.pruneport"
 OP_TYPE = "TokenPrune"
-STACK_KEY = "pkg.torch.onnx.stack_trace"
 NAMESPACE_KEY = "namespace"  # "<root>/pruner.predictors.0: Class/..." for nodes of the pruner's submodules
-HOOK_CALLS = ("self.pruner.before_layer(", "self.pruner.after_attention(")
 PRUNE_CALLS = ("self._prune(",)
 COMPACTION_OPS = ("TopK", "NonZero")  # compact()'s packing TopK (older exports: argsort TopK + NonZero slice)
 BOOL_OPS = {"And", "Or", "Not", "Xor", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Loop", "If"}
@@ -88,10 +87,7 @@ def _tag(node: onnx.NodeProto) -> str | None:
     scopes = meta.get(NAMESPACE_KEY, "").split("/")
     if len(scopes) > 1 and scopes[1].split(":")[0].split(".")[0] == "pruner":
         return "hook"
-    trace = meta.get(STACK_KEY, "")
-    if not trace:
-        return None
-    last = trace.strip().splitlines()[-1]
+    last = forward_line(node)
     if any(call in last for call in PRUNE_CALLS):
         return "prune"
     if any(call in last for call in HOOK_CALLS):
