@@ -41,8 +41,8 @@ import numpy as np
 
 log = logging.getLogger("bench_gpu")
 
-# FP16 variants of both exports: name -> pruneport optimize passes
-FP16_VARIANTS = {
+# optimized variants of both exports: name -> pruneport optimize passes
+OPTIMIZED_VARIANTS = {
     "fp32-host-shapes": ["cleanup", "host-shapes"],  # one device-to-host copy per prune point (exact, still FP32)
     "fp16": ["cleanup", "fp16"],
     "fp16-attention24": ["cleanup", "attention24", "fp16"],  # fused attention where no score reads probabilities
@@ -183,45 +183,20 @@ def time_session(run, batches: list[dict[str, np.ndarray]], repeats: int) -> flo
     return rows / best
 
 
-def ort_optimizer_fp16(unpruned, work: Path, args: argparse.Namespace) -> Path:
-    """The unpruned model as HF BERT exported to plain ONNX, fused by ORT's transformers optimizer in FP16."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
+def ort_optimizer_fp16(unpruned, work: Path, use_gpu: bool) -> Path:
+    """The unpruned model as HF BERT exported to plain ONNX, fused by ORT's transformers optimizer in FP16
+    (:func:`pruneport.report.bench_fp16_baselines.ort_optimizer_fp16`, what ``pruneport bench --device gpu`` runs)."""
     from pruneport.report.bench_baselines import export_plain_onnx, hf_model_from_reference
+    from pruneport.report.bench_fp16_baselines import ort_optimizer_fp16 as optimize
 
     plain = work / "plain" / "model.onnx"
     plain.parent.mkdir(parents=True, exist_ok=True)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     export_plain_onnx(hf_model_from_reference(unpruned), plain, names, unpruned.model.config.max_tokens)
-    fused = optimize_model(
-        str(plain),
-        model_type="bert",
-        num_heads=args.heads,
-        hidden_size=args.hidden,
-        use_gpu=args.device == "gpu",
-        opt_level=1,
-    )
-    fused.convert_float_to_float16(keep_io_types=True)
     out = work / "ort_optimizer_fp16" / "model.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fused.save_model_to_file(str(out))
+    heads, hidden = int(unpruned.backbone["num_attention_heads"]), int(unpruned.backbone["hidden_size"])
+    optimize(plain, out, heads, hidden, use_gpu)
     return out
-
-
-def torch_sdpa_runner(unpruned):
-    """HF BERT with the unpruned weights in PyTorch FP16 on the GPU (transformers' default attention: SDPA)."""
-    import torch
-
-    from pruneport.report.bench_baselines import hf_model_from_reference
-
-    model = hf_model_from_reference(unpruned).half().to("cuda")
-
-    def run(feeds):
-        with torch.no_grad():
-            model(**{k: torch.from_numpy(v).to("cuda") for k, v in feeds.items()})
-        torch.cuda.synchronize()
-
-    return run
 
 
 def main() -> int:
@@ -253,7 +228,7 @@ def main() -> int:
     }
     agreement = {}
     for name in ("pruned", "unpruned"):
-        for variant, passes in FP16_VARIANTS.items():
+        for variant, passes in OPTIMIZED_VARIANTS.items():
             out, _ = optimize_folder(
                 folders[f"{name}-fp32"], args.out / f"{name}-{variant}", passes=passes, overwrite=True,
                 atol=args.fp16_atol,
@@ -263,7 +238,7 @@ def main() -> int:
     models = {name: folder / "model.onnx" for name, folder in folders.items()}
     skipped = {}
     try:
-        models["ort-optimizer-fp16"] = ort_optimizer_fp16(unpruned, args.out, args)
+        models["ort-optimizer-fp16"] = ort_optimizer_fp16(unpruned, args.out, args.device == "gpu")
     except Exception as err:  # noqa: BLE001 - a baseline that cannot be built is reported, not fatal
         skipped["ort-optimizer-fp16"] = str(err).splitlines()[0]
     vocab = int(pruned.backbone["vocab_size"])
@@ -278,7 +253,10 @@ def main() -> int:
                          "predicted_copies": predicted_copies(path)})  # fmt: skip
         if args.device == "gpu":
             try:
-                run = torch_sdpa_runner(unpruned)
+                from pruneport.report.bench_baselines import hf_model_from_reference
+                from pruneport.report.bench_fp16_baselines import TorchFp16Session
+
+                run = TorchFp16Session(hf_model_from_reference(unpruned)).run  # logits fetched, like the ORT rows
                 rows.append({"system": "torch-fp16-sdpa", "batch": batch,
                              "seq_per_s": time_session(run, batches, args.repeats), "memcpy_nodes": None})  # fmt: skip
             except Exception as err:  # noqa: BLE001

@@ -40,52 +40,66 @@ def build_unpruned_fp16(plain_folder: Path, work: Path) -> Path:
     return out
 
 
-def build_ort_optimizer_fp16(plain_folder: Path, work: Path, use_gpu: bool) -> Path:
-    """The plain ONNX baseline fused by ONNX Runtime's transformers optimizer and converted to FP16 (IO FP32)."""
+def ort_optimizer_fp16(source: Path, out: Path, heads: int, hidden: int, use_gpu: bool) -> dict[str, int]:
+    """Write ``out``: the plain ONNX model ``source`` fused by ONNX Runtime's transformers optimizer
+    (``model_type="bert"``, ``opt_level=1``) and converted to FP16 with FP32 IO; returns the fused-op counts."""
     from onnxruntime.transformers.optimizer import optimize_model
 
+    fused = optimize_model(
+        str(source), model_type="bert", num_heads=heads, hidden_size=hidden, use_gpu=use_gpu, opt_level=1
+    )
+    fused.convert_float_to_float16(keep_io_types=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fused.save_model_to_file(str(out))
+    return fused.get_fused_operator_statistics()
+
+
+def build_ort_optimizer_fp16(plain_folder: Path, work: Path, use_gpu: bool) -> Path:
+    """The plain ONNX baseline folder through :func:`ort_optimizer_fp16`, as an export folder."""
     manifest = Manifest.read(plain_folder)
     backbone = manifest.backbone
     out = work / "baseline_ort_optimizer_fp16"
     if out.exists():
         shutil.rmtree(out)
     with staged_folder(out) as tmp:
-        fused = optimize_model(
-            str(plain_folder / manifest.model_file),
-            model_type="bert",
-            num_heads=int(backbone["num_attention_heads"]),
-            hidden_size=int(backbone["hidden_size"]),
-            use_gpu=use_gpu,
-            opt_level=1,
-        )
-        fused.convert_float_to_float16(keep_io_types=True)
-        fused.save_model_to_file(str(tmp / "model.onnx"))
+        heads, hidden = int(backbone["num_attention_heads"]), int(backbone["hidden_size"])
+        fused = ort_optimizer_fp16(plain_folder / manifest.model_file, tmp / "model.onnx", heads, hidden, use_gpu)
         shutil.copy2(plain_folder / manifest.tokenizer_file, tmp / manifest.tokenizer_file)
         manifest.model_file = "model.onnx"
         manifest.method = ORT_OPTIMIZER_METHOD
         manifest.precision = "fp16"
         exporter = "onnxruntime.transformers.optimizer optimize_model(model_type=bert, opt_level=1) + float16"
         manifest.extra = {**manifest.extra, "baseline_exporter": exporter}
-        manifest.record("ort-optimizer-fp16", use_gpu=use_gpu, fused=fused.get_fused_operator_statistics())
+        manifest.record("ort-optimizer-fp16", use_gpu=use_gpu, fused=fused)
         manifest.write(tmp)
     return out
 
 
-class TorchFp16Session:
-    """A HF folder in PyTorch FP16 on CUDA with SDPA attention, behind the runtime's Session protocol."""
+def _require_cuda() -> None:
+    import torch
 
-    def __init__(self, hf_folder: Path) -> None:
+    if not torch.cuda.is_available():
+        raise RuntimeError("PyTorch sees no CUDA device (the FP16 SDPA baseline runs on the GPU)")
+
+
+class TorchFp16Session:
+    """A transformers sequence classifier in PyTorch FP16 on CUDA, behind the runtime's Session protocol."""
+
+    def __init__(self, model: Any) -> None:
         import torch
+
+        _require_cuda()
+        self._torch = torch
+        self.model = model.half().to("cuda").eval()
+        self.output_names = ["logits"]
+
+    @classmethod
+    def from_folder(cls, hf_folder: Path) -> TorchFp16Session:
+        """The HF folder's model with ``attn_implementation="sdpa"`` (RuntimeError before loading it without CUDA)."""
         from transformers import AutoModelForSequenceClassification
 
-        if not torch.cuda.is_available():
-            raise RuntimeError("PyTorch sees no CUDA device (the FP16 SDPA baseline runs on the GPU)")
-        self._torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(hf_folder), torch_dtype=torch.float16, attn_implementation="sdpa"
-        )
-        self.model = self.model.to("cuda").eval()
-        self.output_names = ["logits"]
+        _require_cuda()
+        return cls(AutoModelForSequenceClassification.from_pretrained(str(hf_folder), attn_implementation="sdpa"))
 
     def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
         """feeds {input name: int64 array} -> {"logits": float32 array}; waits for the GPU."""
@@ -99,7 +113,7 @@ class TorchFp16Session:
 def torch_sdpa_system(base: BaselineFolders) -> System:
     """PyTorch FP16 SDPA on the baseline HF folder; tokenizer and I/O names from the plain ONNX folder."""
     manifest = Manifest.read(base.plain_onnx)
-    session = TorchFp16Session(base.hf)
+    session = TorchFp16Session.from_folder(base.hf)
     return System(
         model="unpruned-sdpa-fp16",
         method=TORCH_SDPA_METHOD,
