@@ -17,6 +17,12 @@ from pruneport.report.bench_rows import ROW_FIELDS, compute_ratios
 from tests.tiny import WORDS
 
 
+def quick_config(folders, data, work, **settings) -> BenchConfig:
+    """One batch size, one repeat, no warm-up, one thread, no memory probe: the settings of the quick runs below."""
+    quick = dict(batch_sizes=(2,), backends=("onnxruntime",), repeats=1, warmup=0, threads=1, memory="off")
+    return BenchConfig(folders=folders, data=str(data), work=work, **{**quick, **settings})
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """A labeled TSV of 14 short sentences over the tiny vocabulary."""
@@ -150,17 +156,7 @@ def test_unloadable_folder_is_skipped_with_reason(tiny_ltp_export, tiny_data, tm
     broken = tmp_path / "broken"
     shutil.copytree(tiny_ltp_export, broken)
     (broken / "model.onnx").write_bytes(b"not an onnx file")
-    cfg = BenchConfig(
-        folders=[tiny_ltp_export, broken],
-        data=str(tiny_data),
-        batch_sizes=(2,),
-        backends=("onnxruntime",),
-        repeats=1,
-        warmup=0,
-        threads=1,
-        memory="off",
-        work=tmp_path / "work",
-    )
+    cfg = quick_config([tiny_ltp_export, broken], tiny_data, tmp_path / "work")
     result = run_bench(cfg)
     assert [r["model"] for r in result["rows"]] == ["tiny_ltp"]
     assert result["rows"][0]["peak_rss_mb"] is None
@@ -230,18 +226,7 @@ def test_gpu_device_without_cuda_skips_every_system_with_the_reason(tiny_ltp_exp
     import onnxruntime as ort
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    cfg = BenchConfig(
-        folders=[tiny_ltp_export],
-        data=str(tiny_data),
-        batch_sizes=(2,),
-        backends=("onnxruntime",),
-        repeats=1,
-        warmup=0,
-        threads=1,
-        memory="off",
-        work=tmp_path / "work",
-        device="gpu",
-    )
+    cfg = quick_config([tiny_ltp_export], tiny_data, tmp_path / "work", device="gpu")
     with pytest.raises(BenchError, match="onnxruntime-gpu"):  # nothing opens on a GPU here, and it says why
         run_bench(cfg)
     with pytest.raises(BenchError, match="device"):
@@ -263,22 +248,10 @@ def test_fp16_baselines_are_built_opened_or_skipped_with_the_reason(
 ):
     """The GPU run's FP16 baselines, asked for on CPU: pruneport's FP16 twin and ORT's optimizer FP16 run on the CPU
     EP with the plain baseline's labels; PyTorch FP16 SDPA needs CUDA and is skipped saying so."""
-    cfg = BenchConfig(
-        folders=[tiny_ltp_export],
-        data=str(tiny_data),
-        batch_sizes=(2,),
-        backends=("onnxruntime",),
-        baseline_from=tiny_model_pt,
-        baseline_backends=("onnxruntime",),
-        baseline_int8=(),
-        repeats=1,
-        warmup=0,
-        threads=1,
-        memory="off",
-        optimum="off",
-        work=tmp_path / "work",
-        fp16_baselines=True,
-    )
+    cfg = quick_config(
+        [tiny_ltp_export], tiny_data, tmp_path / "work", baseline_from=tiny_model_pt,
+        baseline_backends=("onnxruntime",), baseline_int8=(), optimum="off", fp16_baselines=True,
+    )  # fmt: skip
     result = run_bench(cfg)
     rows = {r["model"]: r for r in result["rows"]}
     assert rows["unpruned-fp16"]["precision"] == "fp16" and rows["unpruned-fp16"]["method"] == "plain-onnx"

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pruneport.graph.roles import GraphIndex
 from pruneport.graph.threshold_slots import Slot, comparison_constants
 
@@ -34,6 +36,21 @@ SCORE_SOURCES = ("attention", "predictor", "hidden-states")
 
 class ThresholdError(ValueError):
     """A model whose thresholds cannot be found or changed."""
+
+
+def with_layer_values(
+    pruning: dict[str, Any], key: str, new: dict[int, float], method: str, label: str
+) -> dict[str, Any]:
+    """``pruning`` with ``pruning[key]`` (one value per layer, 0 = the layer does not prune) changed at the layers of
+    ``new``; float32-equal values stay as stored (the graph holds float32). ``method`` and ``label`` name the method
+    and the value in the ThresholdError for a layer that does not prune."""
+    values = [float(v) for v in pruning[key]]
+    for layer, value in new.items():
+        if values[layer] == 0.0:
+            raise ThresholdError(f"{method} layer {layer} does not prune ({label} 0); it has no threshold to change")
+        if np.float32(value) != np.float32(values[layer]):
+            values[layer] = float(value)
+    return {**pruning, key: values}
 
 
 def _multiply(value: float, scale: float) -> float:

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import onnx
 
 from pruneport.graph.roles import GraphIndex
 from pruneport.graph.threshold_slots import Slot, rebind, scalar_constant
-from pruneport.methods.spec import MethodOption, MethodSpec, ThresholdError, ThresholdSpec, TinyFixture
+from pruneport.methods.spec import MethodOption, MethodSpec, ThresholdSpec, TinyFixture, with_layer_values
 from pruneport.validate import non_negative_floats
 
 
@@ -32,13 +31,7 @@ def etas(pruning: dict[str, Any], num_layers: int) -> list[float]:
 
 def with_etas(pruning: dict[str, Any], num_layers: int, new: dict[int, float]) -> dict[str, Any]:
     """``pruning`` with new ETA for some pruning layers (float32-equal values stay as stored)."""
-    eta = [float(v) for v in pruning["eta"]]
-    for layer, value in new.items():
-        if eta[layer] == 0.0:
-            raise ThresholdError(f"AdapLeR layer {layer} does not prune (ETA 0); it has no threshold to change")
-        if np.float32(value) != np.float32(eta[layer]):
-            eta[layer] = float(value)
-    return {**pruning, "eta": eta}
+    return with_layer_values(pruning, "eta", new, "AdapLeR", "ETA")
 
 
 def _insert_eta(index: GraphIndex, compare: onnx.NodeProto) -> Callable[[str], None]:

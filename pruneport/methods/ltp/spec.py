@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from pruneport.methods.spec import MethodOption, MethodSpec, ThresholdError, ThresholdSpec, TinyFixture
+from pruneport.methods.spec import MethodOption, MethodSpec, ThresholdSpec, TinyFixture, with_layer_values
 from pruneport.validate import non_negative_float, non_negative_floats, positive_int
 
 MIN_THRESHOLD = 1e-5  # a threshold below this still prunes at it (upstream clamps the same way)
@@ -29,13 +27,7 @@ def graph_thresholds(pruning: dict[str, Any], num_layers: int) -> list[float]:
 
 def with_thresholds(pruning: dict[str, Any], num_layers: int, new: dict[int, float]) -> dict[str, Any]:
     """``pruning`` with new graph thresholds for some pruning layers (float32-equal values stay as stored)."""
-    thresholds = [float(t) for t in pruning["thresholds"]]
-    for layer, value in new.items():
-        if thresholds[layer] == 0.0:
-            raise ThresholdError(f"LTP layer {layer} does not prune (threshold 0); it has no threshold to change")
-        if np.float32(value) != np.float32(thresholds[layer]):  # the graph holds float32: keep unchanged values
-            thresholds[layer] = float(value)
-    return {**pruning, "thresholds": thresholds}
+    return with_layer_values(pruning, "thresholds", new, "LTP", "threshold")
 
 
 SPEC = MethodSpec(
