@@ -124,3 +124,13 @@ def test_int8_keeps_the_spec_score_source_in_float(exported, tmp_path):
     float_matmuls = {n.name for n in quantized.graph.node if n.op_type == "MatMul"}
     assert set(kept.matmuls) <= float_matmuls, "a score-path MatMul was quantized"
     assert any(n.op_type == "DequantizeLinear" for n in quantized.graph.node)
+
+
+@pytest.mark.parametrize("method, key", [("ltp", "thresholds"), ("adapler", "eta")])
+def test_a_layer_that_does_not_prune_has_no_threshold_to_change(method, key):
+    spec = get_method(method).thresholds
+    pruning = {**get_method(method).tiny.pruning, key: [0.0, 0.5, 0.25]}
+    with pytest.raises(ThresholdError, match=f"{get_method(method).title} layer 0 does not prune"):
+        spec.update(pruning, 3, {0: 0.1})
+    assert spec.update(pruning, 3, {1: 0.7})[key] == [0.0, 0.7, 0.25]
+    assert spec.update(pruning, 3, {1: 0.5 + 1e-12})[key][1] == 0.5  # float32-equal: the stored value stays
